@@ -1,0 +1,169 @@
+"""``tf.train.Example`` records to Arrow batches, and their schema.
+
+TFRecord input carries no schema, so one is inferred from the first records of
+the first file: ``float_list`` -> float32, ``int64_list`` -> int64, ``bytes_list``
+-> string (binary when not UTF-8); a feature with more than one value per record
+becomes a list column. Columns are sorted by name. Records that do not fit the
+schema (another kind, more values than one) are kept as rows with a reason, so
+they reach the rejected output instead of failing the job.
+
+Example:
+    >>> import tensorflow as tf
+    >>> ex = tf.train.Example(features=tf.train.Features(feature={
+    ...     "x": tf.train.Feature(float_list=tf.train.FloatList(value=[1.5]))}))
+    >>> schema = infer_schema([ex.SerializeToString()], source="example")
+    >>> examples_to_batch([ex.SerializeToString()], schema).batch.to_pydict()
+    {'x': [1.5]}
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import pyarrow as pa
+
+from autoenc.errors import InputError
+from autoenc.validation import ConformedBatch
+
+# How many records of the first file schema inference reads.
+INFER_RECORDS = 1000
+
+_SCALAR_TYPES = {"float_list": pa.float32(), "int64_list": pa.int64(), "bytes_list": pa.string()}
+
+
+def _parse(record: bytes):
+    from tensorflow.core.example import example_pb2
+
+    example = example_pb2.Example()
+    example.ParseFromString(record)
+    return example.features.feature
+
+
+def infer_schema(records: Iterable[bytes], *, source: str) -> pa.Schema:
+    """Infers the Arrow schema of ``tf.train.Example`` records.
+
+    Args:
+        records: serialized examples (the first ``INFER_RECORDS`` are read).
+        source: the file they came from, for error messages.
+
+    Raises:
+        InputError: no record, or a record that is not a ``tf.train.Example``.
+    """
+    kinds: dict[str, str] = {}
+    multi: set[str] = set()
+    not_utf8: set[str] = set()
+    seen = 0
+    for i, record in enumerate(records):
+        if i >= INFER_RECORDS:
+            break
+        seen += 1
+        try:
+            features = _parse(record)
+        except Exception as e:
+            raise InputError(
+                f"Record {i} of {source} is not a serialized tf.train.Example ({e}). "
+                "autoenc reads TFRecord files of tf.train.Example; pass --format parquet "
+                "for Parquet files."
+            ) from e
+        for name, feature in features.items():
+            kind = feature.WhichOneof("kind")
+            if kind is None:
+                continue
+            values = getattr(feature, kind).value
+            if len(values) > 1:
+                multi.add(name)
+            # A float anywhere makes a numeric column float: ints fit in it.
+            if kinds.get(name) != "float_list" and not (kind == "int64_list" and name in kinds):
+                kinds[name] = kind
+            if kind == "bytes_list" and any(not _is_utf8(v) for v in values):
+                not_utf8.add(name)
+    if not seen:
+        raise InputError(f"{source} holds no records; autoenc needs data to infer the columns.")
+    fields = []
+    for name in sorted(kinds):
+        arrow_type = _SCALAR_TYPES[kinds[name]]
+        if arrow_type == pa.string() and name in not_utf8:
+            arrow_type = pa.binary()
+        if name in multi:
+            arrow_type = pa.list_(arrow_type)
+        fields.append(pa.field(name, arrow_type))
+    return pa.schema(fields)
+
+
+def _is_utf8(value: bytes) -> bool:
+    try:
+        value.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _convert(values, kind: str, arrow_type: pa.DataType):
+    """Values of one feature -> a Python value of ``arrow_type``, or raise ValueError."""
+    is_list = pa.types.is_list(arrow_type)
+    item_type = arrow_type.value_type if is_list else arrow_type
+    if pa.types.is_floating(item_type):
+        if kind not in ("float_list", "int64_list"):
+            raise ValueError(f"expected float_list or int64_list, got {kind}")
+        items = [float(v) for v in values]
+    elif pa.types.is_integer(item_type):
+        if kind != "int64_list":
+            raise ValueError(f"expected int64_list, got {kind}")
+        items = list(values)
+    elif pa.types.is_string(item_type):
+        if kind == "bytes_list":
+            try:
+                items = [v.decode("utf-8") for v in values]
+            except UnicodeDecodeError as e:
+                raise ValueError("expected UTF-8 text, got bytes that are not UTF-8") from e
+        else:
+            items = [str(v) for v in values]
+    else:  # binary
+        if kind != "bytes_list":
+            raise ValueError(f"expected bytes_list, got {kind}")
+        items = list(values)
+    if is_list:
+        return items
+    if len(items) > 1:
+        raise ValueError(f"has {len(items)} values, expected 1")
+    return items[0] if items else None
+
+
+def examples_to_batch(records: Sequence[bytes], schema: pa.Schema) -> ConformedBatch:
+    """Parses serialized examples into a batch with ``schema``.
+
+    A value that does not fit its column becomes null and its row gets a reason;
+    a record that is not a ``tf.train.Example`` at all is a row of nulls with a
+    reason. Features absent from a record are null.
+
+    Returns:
+        A ``ConformedBatch`` (reasons ``None`` when every record fit).
+    """
+    columns: dict[str, list] = {f.name: [None] * len(records) for f in schema}
+    reasons: list[str | None] = [None] * len(records)
+    for i, record in enumerate(records):
+        try:
+            features = _parse(record)
+        except Exception:
+            reasons[i] = "record is not a serialized tf.train.Example"
+            continue
+        problems = []
+        for field in schema:
+            feature = features.get(field.name)
+            kind = feature.WhichOneof("kind") if feature is not None else None
+            if kind is None:
+                continue
+            try:
+                columns[field.name][i] = _convert(getattr(feature, kind).value, kind, field.type)
+            except ValueError as e:
+                problems.append(f"column '{field.name}' {_as_phrase(str(e))}")
+        if problems:
+            reasons[i] = "; ".join(problems)
+    batch = pa.RecordBatch.from_arrays(
+        [pa.array(columns[f.name], type=f.type) for f in schema], schema=schema
+    )
+    return ConformedBatch(batch, reasons if any(r is not None for r in reasons) else None)
+
+
+def _as_phrase(message: str) -> str:
+    return message if message.startswith("has ") else f"has the wrong type: {message}"

@@ -1,0 +1,238 @@
+"""Training: ``TrainingConfig`` and a streaming fit from files of row chunks.
+
+The training pipeline stages the valid rows as TFRecord files whose records are
+chunks of rows (raw float64 bytes, row-major). ``make_dataset`` streams them back
+through ``tf.data`` (read, decode, normalize, shuffle, batch), so the fit never
+needs the dataset in memory; small datasets are cached in memory after the first
+epoch, which is faster and changes nothing else.
+
+Example:
+    >>> config = TrainingConfig(latent_dim=2, epochs=5)
+    >>> config.resolved_latent_dim(16)
+    2
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+from autoenc.errors import ConfigError
+from autoenc.preprocessing import Normalizer
+
+# Below this many bytes of staged training data the decoded rows are cached in
+# memory after the first epoch; above it every epoch streams from the files.
+CACHE_LIMIT_BYTES = 512 * 1024**2
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingConfig:
+    """Hyperparameters of a fit. Defaults suit tabular data of a few to a few
+    hundred z-scored features.
+
+    Attributes:
+        model: model kind (a key of ``autoenc.models.BUILDERS``).
+        latent_dim: width of the latent vector; ``None`` picks ceil(sqrt(n_features)).
+        hidden_units: encoder layer widths, mirrored in the decoder.
+        activation: hidden-layer activation.
+        epochs: most epochs to run; early stopping usually ends sooner.
+        batch_size: rows per gradient step.
+        learning_rate: Adam's initial learning rate; halved when validation loss
+            stalls for ``max(2, patience // 3)`` epochs.
+        patience: epochs without validation improvement before stopping; the
+            best weights are restored.
+        validation_fraction: share of rows held out for early stopping and the
+            threshold.
+        contamination: expected share of anomalies; the threshold is the
+            (1 - contamination) quantile of validation errors.
+        seed: seeds the split, the weights and the shuffling.
+        shuffle_buffer: rows in the shuffle buffer of the streaming fit.
+    """
+
+    model: str = "dense"
+    latent_dim: int | None = None
+    hidden_units: tuple[int, ...] = (100, 100, 100)
+    activation: str = "gelu"
+    epochs: int = 300
+    batch_size: int = 128
+    learning_rate: float = 1e-3
+    patience: int = 20
+    validation_fraction: float = 0.2
+    contamination: float = 0.01
+    seed: int = 0
+    shuffle_buffer: int = 100_000
+
+    def __post_init__(self):
+        checks = [
+            (self.latent_dim is None or self.latent_dim >= 1, "latent_dim", ">= 1"),
+            (len(self.hidden_units) > 0 and all(u >= 1 for u in self.hidden_units),
+             "hidden_units", "a non-empty list of positive integers"),
+            (self.epochs >= 1, "epochs", ">= 1"),
+            (self.batch_size >= 1, "batch_size", ">= 1"),
+            (self.learning_rate > 0 and math.isfinite(self.learning_rate), "learning_rate", "> 0"),
+            (self.patience >= 0, "patience", ">= 0"),
+            (0 < self.validation_fraction < 1, "validation_fraction", "in (0, 1)"),
+            (0 <= self.contamination < 1, "contamination", "in [0, 1)"),
+            (self.shuffle_buffer >= 1, "shuffle_buffer", ">= 1"),
+        ]
+        for ok, name, expected in checks:
+            if not ok:
+                raise ConfigError(
+                    f"{name} must be {expected}. Received: {name}={getattr(self, name)!r}"
+                )
+
+    def resolved_latent_dim(self, n_features: int) -> int:
+        return self.latent_dim or max(1, math.ceil(math.sqrt(n_features)))
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["hidden_units"] = list(self.hidden_units)
+        return d
+
+
+@dataclasses.dataclass(frozen=True)
+class FitResult:
+    """What a fit produced.
+
+    Attributes:
+        model: the trained autoencoder (best weights restored).
+        loss: training loss per epoch.
+        val_loss: validation loss per epoch.
+        best_epoch: 1-based epoch whose weights were kept.
+    """
+
+    model: object
+    loss: list[float]
+    val_loss: list[float]
+    best_epoch: int
+
+
+def encode_chunk(x: np.ndarray) -> bytes:
+    """Serializes rows [n, n_features] as one staged record (raw float64 bytes)."""
+    return np.ascontiguousarray(x, dtype="<f8").tobytes()
+
+
+def make_dataset(
+    files: Sequence[str],
+    n_features: int,
+    normalizer: Normalizer,
+    *,
+    batch_size: int,
+    n_rows: int,
+    shuffle: bool,
+    seed: int,
+    shuffle_buffer: int = 100_000,
+    cache: bool | None = None,
+):
+    """A ``tf.data.Dataset`` of ``(x, x)`` normalized float32 batches from staged files.
+
+    Args:
+        files: TFRecord files written with ``encode_chunk`` records.
+        n_features: row width.
+        normalizer: applied to every row.
+        batch_size: rows per batch.
+        n_rows: rows in the files (decides whether to cache in memory).
+        shuffle: shuffle files and rows, differently each epoch.
+        seed: shuffling seed.
+        shuffle_buffer: rows in the shuffle buffer.
+        cache: keep decoded rows in memory after the first pass; ``None`` caches
+            when the rows take at most ``CACHE_LIMIT_BYTES``.
+    """
+    import tensorflow as tf
+
+    mean = tf.constant(normalizer.mean, tf.float64)
+    scale = tf.constant(normalizer.scale, tf.float64)
+
+    def decode(record):
+        rows = tf.reshape(tf.io.decode_raw(record, tf.float64), [-1, n_features])
+        return tf.cast((rows - mean) / scale, tf.float32)
+
+    ds = tf.data.Dataset.from_tensor_slices(list(files))
+    if shuffle:
+        ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.flat_map(tf.data.TFRecordDataset).map(decode).unbatch()
+    if cache is None:
+        cache = n_rows * n_features * 4 <= CACHE_LIMIT_BYTES
+    if cache:
+        ds = ds.cache()
+    if shuffle:
+        ds = ds.shuffle(min(shuffle_buffer, max(n_rows, 1)), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size)
+    if n_rows:
+        # A known length lets Keras show progress and end epochs without warnings.
+        ds = ds.apply(tf.data.experimental.assert_cardinality(math.ceil(n_rows / batch_size)))
+    return ds.map(lambda x: (x, x)).prefetch(2)
+
+
+def fit(
+    config: TrainingConfig,
+    *,
+    n_features: int,
+    normalizer: Normalizer,
+    train_files: Sequence[str],
+    val_files: Sequence[str],
+    n_train: int,
+    n_val: int,
+    verbose: int | str = "auto",
+) -> FitResult:
+    """Builds the model of ``config`` and fits it on staged rows with early stopping.
+
+    Args:
+        config: the hyperparameters.
+        n_features: row width.
+        normalizer: normalization fitted on the training rows.
+        train_files, val_files: staged TFRecord files (see ``encode_chunk``).
+        n_train, n_val: rows in each.
+        verbose: Keras' progress display (``"auto"``, 0, 1 or 2).
+
+    Returns:
+        A ``FitResult``.
+    """
+    import keras
+
+    from autoenc.models import BUILDERS
+
+    if n_train < 1 or n_val < 1:
+        raise ConfigError(
+            f"Training needs at least one training and one validation row. Received: "
+            f"{n_train} training and {n_val} validation rows; supply more data or "
+            "change --validation_fraction."
+        )
+    keras.utils.set_random_seed(config.seed)
+    model = BUILDERS[config.model](
+        n_features,
+        latent_dim=config.resolved_latent_dim(n_features),
+        hidden_units=config.hidden_units,
+        activation=config.activation,
+    )
+    model.compile(optimizer=keras.optimizers.Adam(config.learning_rate), loss="mse")
+    common = dict(n_features=n_features, normalizer=normalizer, seed=config.seed)
+    train_ds = make_dataset(
+        train_files, batch_size=config.batch_size, n_rows=n_train, shuffle=True,
+        shuffle_buffer=config.shuffle_buffer, **common,
+    )
+    val_ds = make_dataset(
+        val_files, batch_size=max(config.batch_size, 4096), n_rows=n_val, shuffle=False, **common
+    )
+    callbacks = [
+        keras.callbacks.EarlyStopping(
+            monitor="val_loss", patience=config.patience, restore_best_weights=True
+        ),
+        keras.callbacks.ReduceLROnPlateau(
+            monitor="val_loss", factor=0.5, patience=max(2, config.patience // 3), min_lr=1e-6
+        ),
+    ]
+    history = model.fit(
+        train_ds, validation_data=val_ds, epochs=config.epochs, callbacks=callbacks,
+        verbose=verbose, shuffle=False,  # the dataset shuffles itself
+    )
+    val_loss = [float(v) for v in history.history["val_loss"]]
+    return FitResult(
+        model=model,
+        loss=[float(v) for v in history.history["loss"]],
+        val_loss=val_loss,
+        best_epoch=int(np.argmin(val_loss)) + 1,
+    )

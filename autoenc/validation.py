@@ -1,0 +1,236 @@
+"""Row checks on whole Arrow batches, and the records of rejected rows.
+
+Every input row ends up either valid (fed to the model) or rejected with a
+reason that names the column and the problem. The checks are columnar: Python
+loops only run over the rows that fail, which are few in healthy data.
+
+Example:
+    >>> import pyarrow as pa
+    >>> from autoenc.schema import infer_spec
+    >>> batch = pa.record_batch({"x": [1.0, None, float("nan")]})
+    >>> spec = infer_spec(batch.schema, source="example")
+    >>> checked = validate_batch(batch, spec)
+    >>> checked.valid.tolist(), checked.reasons
+    ([True, False, False], ["column 'x' is null", "column 'x' is NaN"])
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from collections.abc import Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from autoenc.schema import FeatureSpec
+
+
+@dataclasses.dataclass(frozen=True)
+class ConformedBatch:
+    """A batch cast to the reference schema, with the rows that could not be.
+
+    Attributes:
+        batch: the rows with the reference schema's columns and types; a value
+            that could not be represented there is null.
+        reasons: ``None`` when every row fit, else one entry per row: ``None``
+            for a row that fit, or why it did not.
+    """
+
+    batch: pa.RecordBatch
+    reasons: list[str | None] | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class ValidatedBatch:
+    """The outcome of checking one batch.
+
+    Attributes:
+        valid: bool per input row, True when the row can be scored.
+        features: float64 array [n_valid, n_features] of the valid rows, in raw
+            (not normalized) units and model order.
+        reasons: why each invalid row was rejected, in row order.
+    """
+
+    valid: np.ndarray
+    features: np.ndarray
+    reasons: list[str]
+
+
+def conform_batch(
+    batch: pa.RecordBatch, reference: pa.Schema, spec: FeatureSpec, *, source: str
+) -> ConformedBatch:
+    """Brings a batch read from one file to the reference schema of the whole input.
+
+    Files of one input can differ: a column missing, or stored with another type.
+    Columns of another numeric width are cast. A feature column that is missing or
+    cannot be cast rejects its rows; any other column that cannot be cast does too
+    (its value could not be written out), while a missing non-feature column is
+    simply null.
+
+    Args:
+        batch: rows as read from ``source``.
+        reference: the schema all outputs use (the first file's).
+        spec: the feature spec, to know which columns are features.
+        source: the file the batch came from, named in reasons.
+
+    Returns:
+        The conformed batch and per-row reasons for the rows that did not fit.
+    """
+    if batch.schema.equals(reference):
+        return ConformedBatch(batch)
+    features = set(spec.names)
+    columns, problems = [], []
+    for field in reference:
+        index = batch.schema.get_field_index(field.name)
+        if index < 0:
+            columns.append(pa.nulls(batch.num_rows, field.type))
+            if field.name in features:
+                problems.append(f"column '{field.name}' is missing from {source}")
+            continue
+        column = batch.column(index)
+        if column.type.equals(field.type):
+            columns.append(column)
+            continue
+        try:
+            columns.append(pc.cast(column, field.type, safe=True))
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            columns.append(pa.nulls(batch.num_rows, field.type))
+            problems.append(
+                f"column '{field.name}' has type {column.type} in {source}, expected "
+                f"{field.type} (the type in the first input file)"
+            )
+    conformed = pa.RecordBatch.from_arrays(columns, schema=reference)
+    if not problems:
+        return ConformedBatch(conformed)
+    reason = "; ".join(problems)
+    return ConformedBatch(conformed, [reason] * batch.num_rows)
+
+
+def validate_batch(
+    batch: pa.RecordBatch,
+    spec: FeatureSpec,
+    *,
+    prior_reasons: Sequence[str | None] | None = None,
+) -> ValidatedBatch:
+    """Checks every feature value of a batch: present, not null, finite.
+
+    Args:
+        batch: rows with (at least) the spec's feature columns.
+        spec: the feature spec.
+        prior_reasons: per-row reasons found earlier (from ``conform_batch`` or
+            record parsing); those rows are rejected too, with all reasons joined.
+
+    Returns:
+        A ``ValidatedBatch``.
+    """
+    n = batch.num_rows
+    features = np.empty((n, spec.n_features), dtype=np.float64)
+    bad = np.zeros(n, dtype=bool)
+    # (row mask, message) in column order, so a row's reason lists its columns
+    # in the order the user sees them.
+    problems: list[tuple[np.ndarray, str]] = []
+    for j, name in enumerate(spec.names):
+        column = batch.column(name)
+        if not pa.types.is_floating(column.type):
+            column = pc.cast(column, pa.float64())
+        values = column.to_numpy(zero_copy_only=False)
+        features[:, j] = values
+        finite = np.isfinite(features[:, j])
+        if finite.all():
+            continue
+        null = column.is_null().to_numpy(zero_copy_only=False) if column.null_count else np.zeros(n, bool)
+        nan = np.isnan(features[:, j]) & ~null
+        posinf = np.isposinf(features[:, j])
+        neginf = np.isneginf(features[:, j])
+        for mask, what in ((null, "is null"), (nan, "is NaN"), (posinf, "is +inf"), (neginf, "is -inf")):
+            if mask.any():
+                problems.append((mask, f"column '{name}' {what}"))
+        bad |= ~finite
+    reasons_by_row: dict[int, list[str]] = {}
+    if prior_reasons is not None:
+        for i, reason in enumerate(prior_reasons):
+            if reason is not None:
+                reasons_by_row[i] = [reason]
+                bad[i] = True
+    for mask, message in problems:
+        for i in np.flatnonzero(mask):
+            reasons_by_row.setdefault(int(i), []).append(message)
+    valid = ~bad
+    return ValidatedBatch(
+        valid=valid,
+        features=features[valid] if bad.any() else features,
+        reasons=["; ".join(reasons_by_row[i]) for i in sorted(reasons_by_row)],
+    )
+
+
+def rejected_schema(reference: pa.Schema) -> pa.Schema:
+    """Schema of the rejected-rows output: the input columns, then why and where."""
+    return pa.schema(
+        list(reference)
+        + [
+            pa.field("reason", pa.string()),
+            pa.field("source_file", pa.string()),
+            pa.field("source_row", pa.int64()),
+        ]
+    )
+
+
+def rejected_table(
+    batch: pa.RecordBatch,
+    valid: np.ndarray,
+    reasons: Sequence[str],
+    *,
+    source: str,
+    first_row: int,
+) -> pa.Table:
+    """The invalid rows of a batch with their original values and reasons.
+
+    Args:
+        batch: the conformed batch (reference schema).
+        valid: bool per row, from ``validate_batch``.
+        reasons: one reason per invalid row, in row order.
+        source: the file the rows came from.
+        first_row: row number (0-based) of the batch's first row in ``source``.
+
+    Returns:
+        A table with ``rejected_schema(batch.schema)``.
+    """
+    invalid = np.flatnonzero(~valid)
+    rows = batch.take(pa.array(invalid))
+    extra = [
+        pa.array(reasons, pa.string()),
+        pa.array([source] * len(invalid), pa.string()),
+        pa.array(invalid + first_row, pa.int64()),
+    ]
+    return pa.Table.from_arrays(
+        list(rows.columns) + extra, schema=rejected_schema(batch.schema)
+    )
+
+
+def validation_mask(source: str, rows: np.ndarray, *, seed: int, fraction: float) -> np.ndarray:
+    """Deterministic train/validation split: True for rows that go to validation.
+
+    A row's side depends only on the seed, its file and its row number in that
+    file, so the split is the same on every runner, for every bundling of the
+    data and on every re-run.
+
+    Args:
+        source: the file the rows came from.
+        rows: 0-based row numbers within ``source``.
+        seed: the split seed.
+        fraction: expected share of validation rows, in [0, 1).
+
+    Returns:
+        Bool array, one per row.
+    """
+    digest = hashlib.blake2b(f"{seed}\0{source}".encode(), digest_size=8).digest()
+    key = np.uint64(int.from_bytes(digest, "little"))
+    # SplitMix64 finalizer over (file key + row number): a cheap, well-mixed hash.
+    z = rows.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15) + key
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    z = z ^ (z >> np.uint64(31))
+    uniform = (z >> np.uint64(11)).astype(np.float64) / float(1 << 53)
+    return uniform < fraction

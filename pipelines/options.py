@@ -1,0 +1,164 @@
+"""Command-line options of the autoenc pipelines, as Beam ``PipelineOptions``.
+
+Every standard Beam option (``--runner``, ``--direct_num_workers``,
+``--setup_file``, ...) is accepted alongside these.
+"""
+
+from __future__ import annotations
+
+from apache_beam.options.pipeline_options import PipelineOptions, _BeamArgumentParser
+
+from autoenc.errors import ConfigError
+from autoenc.training import TrainingConfig
+
+FORMATS = ("parquet", "tfrecord")
+DEFAULTS = TrainingConfig()
+
+
+def int_list(text: str) -> tuple[int, ...]:
+    """'100,100' -> (100, 100)."""
+    return tuple(int(part) for part in text.split(",") if part.strip())
+
+
+def name_list(text: str) -> tuple[str, ...]:
+    """'a, b' -> ('a', 'b')."""
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+class InputOptions(PipelineOptions):
+    """Where the records are and how they are stored."""
+
+    @classmethod
+    def _add_argparse_args(cls, parser):
+        parser.add_argument(
+            "--input", type=str, default=None,
+            help="Glob of the input files on any Beam filesystem, e.g. 'data/*.parquet'.",
+        )
+        parser.add_argument(
+            "--format", choices=FORMATS, default=None, type=str,
+            help="Input format; inferred from the file extension when absent "
+            "(.parquet; .tfrecord, .tfrecords, .tfr, optionally followed by .gz).",
+        )
+        parser.add_argument(
+            "--model_dir", type=str, default=None,
+            help="Model directory: train writes a new version into it, score reads one.",
+        )
+        parser.add_argument(
+            "--read_batch_rows", type=int, default=65536,
+            help="Most rows per Arrow batch read from the input (bounds worker memory).",
+        )
+
+
+class TrainOptions(PipelineOptions):
+    """Options of 'autoenc train'."""
+
+    @classmethod
+    def _add_argparse_args(cls, parser):
+        parser.add_argument(
+            "--features", type=name_list, default=None,
+            help="Comma-separated feature columns, in model order. Default: every "
+            "numeric column that is not a key column.",
+        )
+        parser.add_argument(
+            "--key_columns", type=name_list, default=(),
+            help="Comma-separated columns that identify a row; copied to the scores.",
+        )
+        parser.add_argument(
+            "--latent_dim", type=int, default=None,
+            help="Width of the latent vector. Default: ceil(sqrt(number of features)).",
+        )
+        parser.add_argument(
+            "--hidden_units", type=int_list, default=DEFAULTS.hidden_units,
+            help="Comma-separated encoder layer widths, mirrored in the decoder. "
+            f"Default: {','.join(map(str, DEFAULTS.hidden_units))}.",
+        )
+        parser.add_argument(
+            "--activation", type=str, default=DEFAULTS.activation,
+            help=f"Hidden-layer activation (a Keras name). Default: {DEFAULTS.activation}.",
+        )
+        parser.add_argument(
+            "--epochs", type=int, default=DEFAULTS.epochs,
+            help=f"Most training epochs; early stopping usually ends sooner. Default: {DEFAULTS.epochs}.",
+        )
+        parser.add_argument(
+            "--batch_size", type=int, default=DEFAULTS.batch_size,
+            help=f"Rows per gradient step. Default: {DEFAULTS.batch_size}.",
+        )
+        parser.add_argument(
+            "--learning_rate", type=float, default=DEFAULTS.learning_rate,
+            help=f"Adam's initial learning rate. Default: {DEFAULTS.learning_rate}.",
+        )
+        parser.add_argument(
+            "--patience", type=int, default=DEFAULTS.patience,
+            help="Epochs without validation improvement before training stops "
+            f"(best weights kept). Default: {DEFAULTS.patience}.",
+        )
+        parser.add_argument(
+            "--validation_fraction", type=float, default=DEFAULTS.validation_fraction,
+            help="Share of rows held out for early stopping and the threshold. "
+            f"Default: {DEFAULTS.validation_fraction}.",
+        )
+        parser.add_argument(
+            "--contamination", type=float, default=DEFAULTS.contamination,
+            help="Expected share of anomalies: the threshold is the (1 - contamination) "
+            f"quantile of validation errors. Default: {DEFAULTS.contamination}.",
+        )
+        parser.add_argument(
+            "--seed", type=int, default=DEFAULTS.seed,
+            help=f"Seeds the train/validation split, the weights and shuffling. Default: {DEFAULTS.seed}.",
+        )
+
+
+class ScoreOptions(PipelineOptions):
+    """Options of 'autoenc score'."""
+
+    @classmethod
+    def _add_argparse_args(cls, parser):
+        parser.add_argument(
+            "--output", type=str, default=None,
+            help="Output directory: scores/, rejected/ and summary.json are written there.",
+        )
+        parser.add_argument(
+            "--model_version", type=str, default=None,
+            help="Model version to score with. Default: the one MODEL_DIR/LATEST names.",
+        )
+        parser.add_argument(
+            "--passthrough", action="store_true", default=False,
+            help="Copy every input column to the scores, not only the key columns.",
+        )
+
+
+class _StrictParser(_BeamArgumentParser):
+    """Raises ``ConfigError`` instead of printing every Beam option and exiting."""
+
+    def error(self, message):
+        raise ConfigError(f"Invalid option value: {message}. Run with --help for usage.")
+
+
+def check_known_args(argv: list[str]) -> None:
+    """Fails on an option no autoenc or Beam options class knows.
+
+    Beam only logs a warning for unknown options and drops them, so a typo such
+    as ``--epoch 5`` would silently train with the default.
+
+    Raises:
+        ConfigError: naming the unknown options.
+    """
+    parser = _StrictParser(allow_abbrev=False, add_help=False)
+    # The same set of classes PipelineOptions.get_all_options parses with.
+    for cls in {str(c): c for c in PipelineOptions.__subclasses__()}.values():
+        cls._add_argparse_args(parser)
+    _, unknown = parser.parse_known_args(argv)
+    unknown = [a.split("=", 1)[0] for a in unknown if a.startswith("-")]
+    if unknown:
+        raise ConfigError(
+            f"Unknown option(s): {', '.join(unknown)}. Run with --help for autoenc's "
+            "options; any Beam pipeline option is accepted too."
+        )
+
+
+def require(options, *names: str) -> None:
+    """Fails when a required option is absent."""
+    missing = [f"--{n}" for n in names if getattr(options, n) in (None, "")]
+    if missing:
+        raise ConfigError(f"Missing required option(s): {', '.join(missing)}. Run with --help for usage.")

@@ -1,0 +1,205 @@
+"""Train an autoencoder on Parquet or TFRecord data and write a new model version.
+
+Input: a glob of Parquet files, or of TFRecord files of ``tf.train.Example``
+(plain or GZIP). Output: ``MODEL_DIR/<version>/`` with ``model.keras``,
+``metadata.json`` and ``rejected/`` (the rows that failed validation, with
+reasons); then ``MODEL_DIR/LATEST`` names the new version.
+
+Two stages:
+
+1. A Beam pipeline (any runner) reads and validates every row, writes the
+   rejected ones, splits the valid ones deterministically into training and
+   validation rows, stages them as TFRecord chunks under the version directory
+   and computes normalization statistics of the training rows with a CombineFn.
+2. The launching process streams the staged rows through ``tf.data`` into a
+   Keras fit with early stopping, sets the anomaly threshold from the validation
+   errors, writes the artifact and removes the staged rows.
+
+Example:
+    autoenc train --input 'data/*.parquet' --model_dir models/demo \\
+        --key_columns id --latent_dim 1
+    python -m pipelines.train --input 'data/*.tfrecord.gz' --model_dir models/demo
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import logging
+import platform
+import sys
+import time
+
+import apache_beam as beam
+import numpy as np
+from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions
+
+from autoenc import artifact as artifacts
+from autoenc.errors import InputError
+from autoenc.preprocessing import MomentStats, Normalizer
+from autoenc.schema import infer_spec
+from autoenc.scoring import threshold_from_contamination
+from autoenc.training import TrainingConfig, encode_chunk, fit, make_dataset
+from autoenc.validation import rejected_schema, validation_mask
+from pipelines import io, transforms
+from pipelines.options import InputOptions, TrainOptions, check_known_args
+
+_log = logging.getLogger(__name__)
+STAGING = ".staging"
+RUN_INFO = ".stage1.json"
+
+
+def _split(valid, *, seed: int, fraction: float):
+    """ValidRows -> ('train' | 'validation', rows) by the deterministic split."""
+    to_validation = validation_mask(valid.source, valid.rows, seed=seed, fraction=fraction)
+    if to_validation.any():
+        yield beam.pvalue.TaggedOutput("validation", valid.features[to_validation])
+    if not to_validation.all():
+        yield valid.features[~to_validation]
+
+
+def build_stage1(p, *, pattern, fmt, schema, spec, config, version_dir, batch_rows):
+    """Adds the validate / split / stage / statistics steps to pipeline ``p``."""
+    chunks = p | "ReadRecords" >> io.ReadRecords(
+        pattern, fmt=fmt, schema=schema, spec=spec, batch_rows=batch_rows
+    )
+    checked = chunks | "Validate" >> transforms.Validate(spec)
+    checked[transforms.REJECTED] | "WriteRejected" >> io.WriteParquet(
+        artifacts.join(version_dir, "rejected"), rejected_schema(schema)
+    )
+    split = checked.valid | "Split" >> beam.FlatMap(
+        _split, seed=config.seed, fraction=config.validation_fraction
+    ).with_outputs("validation", main="train")
+    counts = []
+    for name in ("train", "validation"):
+        rows = split[name]
+        rows | f"Stage{name.title()}" >> beam.Map(encode_chunk) | f"Write{name.title()}" >> (
+            beam.io.WriteToTFRecord(artifacts.join(version_dir, STAGING, name), file_name_suffix=".tfrecord")
+        )
+        counts.append(rows | f"Count{name.title()}" >> beam.Map(lambda x, n=name: (n, len(x))))
+    stats = split.train | "ComputeStats" >> beam.CombineGlobally(transforms.StatsCombineFn(spec.n_features))
+    (
+        [checked[transforms.COUNTS], *counts]
+        | "AllCounts" >> beam.Flatten()
+        | "WriteRunInfo" >> transforms.WriteRunInfo(artifacts.join(version_dir, RUN_INFO), stats=stats)
+    )
+
+
+def library_versions() -> dict:
+    versions = {"python": platform.python_version()}
+    for dist in ("autoenc", "tensorflow", "keras", "apache-beam", "pyarrow", "numpy"):
+        try:
+            versions[dist] = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            versions[dist] = None
+    return versions
+
+
+def run(argv=None, save_main_session=True):
+    """Runs the training job. Returns the written ``ModelArtifact``.
+
+    Args:
+        argv: command-line arguments (without the program name).
+        save_main_session: pickle the main session for remote workers.
+    """
+    argv = list(argv or [])
+    check_known_args(argv)
+    options = PipelineOptions(argv)
+    options.view_as(SetupOptions).save_main_session = save_main_session
+    inp = options.view_as(InputOptions)
+    opt = options.view_as(TrainOptions)
+    config = TrainingConfig(
+        latent_dim=opt.latent_dim, hidden_units=tuple(opt.hidden_units), activation=opt.activation,
+        epochs=opt.epochs, batch_size=opt.batch_size, learning_rate=opt.learning_rate,
+        patience=opt.patience, validation_fraction=opt.validation_fraction,
+        contamination=opt.contamination, seed=opt.seed,
+    )
+    started = time.time()
+    fmt = io.detect_format(inp.input, inp.format)
+    files = io.match_files(inp.input)
+    schema = io.read_schema(files[0], fmt)
+    spec = infer_spec(schema, features=opt.features, key_columns=opt.key_columns, source=files[0])
+    version = artifacts.new_version()
+    version_dir = artifacts.join(inp.model_dir, version)
+    _log.info("Training version %s on %d file(s), features %s", version, len(files), ", ".join(spec.names))
+    print(f"autoenc train: {len(files)} file(s), {spec.n_features} feature(s): {', '.join(spec.names)}",
+          file=sys.stderr)
+
+    with beam.Pipeline(options=options) as p:
+        build_stage1(p, pattern=inp.input, fmt=fmt, schema=schema, spec=spec, config=config,
+                     version_dir=version_dir, batch_rows=inp.read_batch_rows)
+
+    info = transforms.read_run_info(artifacts.join(version_dir, RUN_INFO))
+    counts = {k: info["counts"].get(k, 0) for k in ("read", "rejected", "train", "validation")}
+    stats = MomentStats(**{k: np.asarray(v) if isinstance(v, list) else v for k, v in info["stats"].items()})
+    print(f"autoenc train: read {counts['read']} rows: {counts['train']} for training, "
+          f"{counts['validation']} for validation, {counts['rejected']} rejected "
+          f"(see {artifacts.join(version_dir, 'rejected')})", file=sys.stderr)
+    if counts["train"] == 0 or counts["validation"] == 0:
+        raise InputError(
+            f"No rows left to train on: {counts['read']} read, {counts['rejected']} rejected, "
+            f"{counts['train']} for training, {counts['validation']} for validation. See the "
+            f"reasons in {artifacts.join(version_dir, 'rejected')}."
+        )
+    normalizer = Normalizer.from_stats(stats)
+    import tensorflow as tf
+
+    staged = {
+        name: sorted(tf.io.gfile.glob(artifacts.join(version_dir, STAGING, f"{name}*.tfrecord")))
+        for name in ("train", "validation")
+    }
+    result = fit(
+        config, n_features=spec.n_features, normalizer=normalizer,
+        train_files=staged["train"], val_files=staged["validation"],
+        n_train=counts["train"], n_val=counts["validation"],
+        verbose=1 if sys.stdout.isatty() else 2,
+    )
+    errors = _validation_errors(result.model, normalizer, staged["validation"], spec.n_features)
+    threshold = threshold_from_contamination(errors, config.contamination)
+    metadata = artifacts.ArtifactMetadata(
+        spec=spec,
+        model_kind=config.model,
+        hyperparameters=config.to_dict(),
+        latent_dim=config.resolved_latent_dim(spec.n_features),
+        normalization=normalizer,
+        threshold=threshold,
+        threshold_method={"method": "contamination", "contamination": config.contamination,
+                          "validation_rows": int(len(errors))},
+        validation_error_quantiles=np.quantile(errors, np.linspace(0, 1, 101)).tolist(),
+        history={"loss": result.loss, "val_loss": result.val_loss, "best_epoch": result.best_epoch},
+        rows={"read": counts["read"], "used": counts["train"] + counts["validation"],
+              "train": counts["train"], "validation": counts["validation"],
+              "rejected": counts["rejected"]},
+        input={"pattern": inp.input, "format": fmt, "files": len(files)},
+        library_versions=library_versions(),
+        created_at=artifacts.utc_now(),
+    )
+    artifact = artifacts.write_artifact(inp.model_dir, version, result.model, metadata)
+    tf.io.gfile.rmtree(artifacts.join(version_dir, STAGING))
+    print(
+        f"autoenc train: wrote model version {version} to {artifact.path} in "
+        f"{time.time() - started:.1f} s: best epoch {result.best_epoch} of {len(result.loss)}, "
+        f"validation loss {min(result.val_loss):.6g}, threshold {threshold:.6g} "
+        f"(contamination {config.contamination})",
+        file=sys.stderr,
+    )
+    return artifact
+
+
+def _validation_errors(model, normalizer, files, n_features) -> np.ndarray:
+    """Reconstruction errors of the staged validation rows, streamed."""
+    from autoenc.scoring import Scorer
+
+    scorer = Scorer(model, normalizer, threshold=np.inf)
+    ds = make_dataset(files, n_features, normalizer, batch_size=65536, n_rows=0,
+                      shuffle=False, seed=0, cache=False)
+    return np.concatenate([scorer.score_normalized(x.numpy()).reconstruction_error for x, _ in ds])
+
+
+def main(argv=None):
+    from pipelines.cli import run_command
+
+    return run_command(run, sys.argv[1:] if argv is None else argv, "train")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,33 @@
+"""Installs autoenc: the ``autoenc`` library, the Beam ``pipelines`` and the
+``autoenc`` command. Also serves as Beam's ``--setup_file`` for remote workers."""
+
+import re
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+HERE = Path(__file__).parent
+VERSION = re.search(r'__version__ = "([^"]+)"', (HERE / "autoenc" / "__init__.py").read_text()).group(1)
+README = HERE / "README.md"
+
+setup(
+    name="autoenc",
+    version=VERSION,
+    description="Batch dimensionality reduction and anomaly scoring with autoencoders on Apache Beam.",
+    long_description=README.read_text() if README.exists() else "",
+    long_description_content_type="text/markdown",
+    packages=find_packages(include=["autoenc", "autoenc.*", "pipelines", "pipelines.*"]),
+    python_requires=">=3.10,<3.14",
+    install_requires=[
+        "tensorflow>=2.21,<2.22",
+        "apache-beam[tfrecord]>=2.77,<2.78",
+        # Whatever pyarrow apache-beam 2.77 allows; 14 is the oldest with the APIs used.
+        "pyarrow>=14",
+        "numpy>=2,<3",
+    ],
+    extras_require={
+        "test": ["pytest>=8"],
+        "dev": ["pytest>=8", "ruff>=0.6"],
+    },
+    entry_points={"console_scripts": ["autoenc=pipelines.cli:main"]},
+)
