@@ -141,11 +141,15 @@ class ArtifactMetadata:
         arrays = {}
         for name in ("mean", "scale"):
             value = check.get(norm, name, list, where="normalization.")
-            array = np.asarray(value, dtype=np.float64) if all(
-                isinstance(v, (int, float)) for v in value) else None
+            array = (
+                np.asarray(value, dtype=np.float64)
+                if all(isinstance(v, (int, float)) for v in value)
+                else None
+            )
             if array is None or array.shape != (spec.n_features,) or not np.isfinite(array).all():
-                check.fail(f"normalization.{name}",
-                           f"{spec.n_features} finite numbers (one per feature)", value)
+                check.fail(
+                    f"normalization.{name}", f"{spec.n_features} finite numbers (one per feature)", value
+                )
             arrays[name] = array
         if (arrays["scale"] <= 0).any():
             check.fail("normalization.scale", "positive numbers", norm["scale"])
@@ -203,8 +207,13 @@ class _Checker:
         value = d[key]
         bad_bool = isinstance(value, bool) and kind in (int, float, (int, float))
         if bad_bool or not isinstance(value, kind):
-            names = {dict: "a JSON object", list: "a list", str: "a string", int: "an integer",
-                     (int, float): "a number"}
+            names = {
+                dict: "a JSON object",
+                list: "a list",
+                str: "a string",
+                int: "an integer",
+                (int, float): "a number",
+            }
             self.fail(f"{where}{key}", names.get(kind, str(kind)), value)
         return value
 
@@ -245,12 +254,12 @@ def join(*parts: str) -> str:
 
 def new_version() -> str:
     """A new version name: UTC time, then a random suffix; sorts by time."""
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     return f"{now:%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
 
 
 def utc_now() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
 
 
 def _write_text(path: str, text: str) -> None:
@@ -294,24 +303,30 @@ def resolve_version(model_dir: str, version: str | None = None) -> str:
     gfile = _gfile()
     if not gfile.isdir(model_dir):
         raise ArtifactError(
-            f"Model directory {model_dir} does not exist. Pass the --model_dir that "
-            "'autoenc train' wrote to."
+            f"Model directory {model_dir} does not exist. Pass the --model_dir that 'autoenc train' wrote to."
         )
     if version is None:
         latest = join(model_dir, LATEST_FILE)
         if not gfile.exists(latest):
             versions = sorted(
-                v.rstrip("/") for v in gfile.listdir(model_dir)
+                v.rstrip("/")
+                for v in gfile.listdir(model_dir)
                 if gfile.exists(join(model_dir, v.rstrip("/"), METADATA_FILE))
             )
-            hint = (f" It holds version(s) {', '.join(versions)}; choose one with "
-                    "--model_version." if versions else
-                    " It holds no model version: run 'autoenc train' with this --model_dir first.")
-            raise ArtifactError(f"{model_dir} is not an autoenc model directory: it has no {LATEST_FILE} file.{hint}")
+            hint = (
+                f" It holds version(s) {', '.join(versions)}; choose one with --model_version."
+                if versions
+                else " It holds no model version: run 'autoenc train' with this --model_dir first."
+            )
+            raise ArtifactError(
+                f"{model_dir} is not an autoenc model directory: it has no {LATEST_FILE} file.{hint}"
+            )
         with gfile.GFile(latest) as f:
             version = f.read().strip()
         if not version:
-            raise ArtifactError(f"{latest} is empty; it should name a model version. Retrain, or pass --model_version.")
+            raise ArtifactError(
+                f"{latest} is empty; it should name a model version. Retrain, or pass --model_version."
+            )
     if not gfile.isdir(join(model_dir, version)):
         raise ArtifactError(
             f"Model version {version} does not exist in {model_dir}. Versions there: "

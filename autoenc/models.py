@@ -52,9 +52,7 @@ def build_dense(
     if latent_dim < 1:
         raise ConfigError(f"latent_dim must be >= 1. Received: latent_dim={latent_dim}")
     if any(u < 1 for u in hidden_units):
-        raise ConfigError(
-            f"hidden_units must all be >= 1. Received: hidden_units={list(hidden_units)}"
-        )
+        raise ConfigError(f"hidden_units must all be >= 1. Received: hidden_units={list(hidden_units)}")
     try:
         keras.activations.get(activation)
     except ValueError as e:

@@ -54,9 +54,7 @@ def threshold_from_contamination(errors: np.ndarray, contamination: float) -> fl
         ConfigError: contamination outside [0, 1) or no errors.
     """
     if not 0 <= contamination < 1:
-        raise ConfigError(
-            f"contamination must be in [0, 1). Received: contamination={contamination}"
-        )
+        raise ConfigError(f"contamination must be in [0, 1). Received: contamination={contamination}")
     if len(errors) == 0:
         raise ConfigError("Cannot set a threshold from zero validation errors.")
     return float(np.quantile(errors, 1.0 - contamination))

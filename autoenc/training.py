@@ -68,8 +68,11 @@ class TrainingConfig:
     def __post_init__(self):
         checks = [
             (self.latent_dim is None or self.latent_dim >= 1, "latent_dim", ">= 1"),
-            (len(self.hidden_units) > 0 and all(u >= 1 for u in self.hidden_units),
-             "hidden_units", "a non-empty list of positive integers"),
+            (
+                len(self.hidden_units) > 0 and all(u >= 1 for u in self.hidden_units),
+                "hidden_units",
+                "a non-empty list of positive integers",
+            ),
             (self.epochs >= 1, "epochs", ">= 1"),
             (self.batch_size >= 1, "batch_size", ">= 1"),
             (self.learning_rate > 0 and math.isfinite(self.learning_rate), "learning_rate", "> 0"),
@@ -80,9 +83,7 @@ class TrainingConfig:
         ]
         for ok, name, expected in checks:
             if not ok:
-                raise ConfigError(
-                    f"{name} must be {expected}. Received: {name}={getattr(self, name)!r}"
-                )
+                raise ConfigError(f"{name} must be {expected}. Received: {name}={getattr(self, name)!r}")
 
     def resolved_latent_dim(self, n_features: int) -> int:
         return self.latent_dim or max(1, math.ceil(math.sqrt(n_features)))
@@ -211,8 +212,12 @@ def fit(
     model.compile(optimizer=keras.optimizers.Adam(config.learning_rate), loss="mse")
     common = dict(n_features=n_features, normalizer=normalizer, seed=config.seed)
     train_ds = make_dataset(
-        train_files, batch_size=config.batch_size, n_rows=n_train, shuffle=True,
-        shuffle_buffer=config.shuffle_buffer, **common,
+        train_files,
+        batch_size=config.batch_size,
+        n_rows=n_train,
+        shuffle=True,
+        shuffle_buffer=config.shuffle_buffer,
+        **common,
     )
     val_ds = make_dataset(
         val_files, batch_size=max(config.batch_size, 4096), n_rows=n_val, shuffle=False, **common
@@ -226,8 +231,12 @@ def fit(
         ),
     ]
     history = model.fit(
-        train_ds, validation_data=val_ds, epochs=config.epochs, callbacks=callbacks,
-        verbose=verbose, shuffle=False,  # the dataset shuffles itself
+        train_ds,
+        validation_data=val_ds,
+        epochs=config.epochs,
+        callbacks=callbacks,
+        verbose=verbose,
+        shuffle=False,  # the dataset shuffles itself
     )
     val_loss = [float(v) for v in history.history["val_loss"]]
     return FitResult(

@@ -204,9 +204,7 @@ def rejected_table(
         pa.array([source] * len(invalid), pa.string()),
         pa.array(invalid + first_row, pa.int64()),
     ]
-    return pa.Table.from_arrays(
-        list(rows.columns) + extra, schema=rejected_schema(batch.schema)
-    )
+    return pa.Table.from_arrays(list(rows.columns) + extra, schema=rejected_schema(batch.schema))
 
 
 def validation_mask(source: str, rows: np.ndarray, *, seed: int, fraction: float) -> np.ndarray:

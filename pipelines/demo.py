@@ -36,7 +36,9 @@ class DemoOptions(PipelineOptions):
     @classmethod
     def _add_argparse_args(cls, parser):
         parser.add_argument(
-            "--workdir", type=str, default="autoenc-demo",
+            "--workdir",
+            type=str,
+            default="autoenc-demo",
             help="Directory for the example's data, model and scores. Default: autoenc-demo.",
         )
 
@@ -73,15 +75,21 @@ def run(argv=None, save_main_session=True):
     check_known_args(argv)
     opt = PipelineOptions(argv).view_as(DemoOptions)
     # Every other option (training options, Beam options) goes to both jobs.
-    rest = [a for i, a in enumerate(argv)
-            if not a.startswith("--workdir") and not (i > 0 and argv[i - 1] == "--workdir")]
+    rest = [
+        a
+        for i, a in enumerate(argv)
+        if not a.startswith("--workdir") and not (i > 0 and argv[i - 1] == "--workdir")
+    ]
     train_path, score_path = write_data(opt.workdir)
     model_dir = os.path.join(opt.workdir, "model")
     output = os.path.join(opt.workdir, "output")
     print(f"autoenc demo: wrote {train_path} (10000 rows) and {score_path} (1025 rows)", file=sys.stderr)
     train_args = [
-        f"--input={train_path}", f"--model_dir={model_dir}", "--key_columns=id",
-        f"--features={','.join(FEATURES)}", "--latent_dim=1",
+        f"--input={train_path}",
+        f"--model_dir={model_dir}",
+        "--key_columns=id",
+        f"--features={','.join(FEATURES)}",
+        "--latent_dim=1",
     ]
     train.run(train_args + rest, save_main_session=save_main_session)
     summary = score.run(
@@ -98,8 +106,10 @@ def run(argv=None, save_main_session=True):
     print(f"  model:    {summary['model']['dir']}/{summary['model']['version']}")
     print(f"  scores:   {output}/scores/  rejected: {output}/rejected/  summary: {output}/summary.json")
     c = summary["counts"]
-    print(f"  rows read {c['read']} = scored {c['scored']} + rejected {c['rejected']}; "
-          f"anomalies flagged {c['anomalies']}")
+    print(
+        f"  rows read {c['read']} = scored {c['scored']} + rejected {c['rejected']}; "
+        f"anomalies flagged {c['anomalies']}"
+    )
     print(f"  planted anomalies caught: {caught} of 20; normal rows flagged: {false_alarms} of 1000")
     print("  highest reconstruction errors:")
     for row in top.select(["id", "reconstruction_error", "is_anomaly"]).to_pylist():

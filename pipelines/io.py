@@ -158,9 +158,7 @@ class _ReadSplitFn(beam.DoFn):
 
     def _parquet(self, path, row_group, first_row):
         with _open(path) as f:
-            for batch in pq.ParquetFile(f).iter_batches(
-                batch_size=self._batch_rows, row_groups=[row_group]
-            ):
+            for batch in pq.ParquetFile(f).iter_batches(batch_size=self._batch_rows, row_groups=[row_group]):
                 conformed = conform_batch(batch, self._schema, self._spec, source=path)
                 yield Chunk(path, first_row, conformed.batch, conformed.reasons)
                 first_row += batch.num_rows
@@ -196,8 +194,7 @@ class ReadRecords(beam.PTransform):
         ...     schema=schema, spec=spec, batch_rows=65536)  # doctest: +SKIP
     """
 
-    def __init__(self, pattern: str, *, fmt: str, schema: pa.Schema, spec: FeatureSpec,
-                 batch_rows: int):
+    def __init__(self, pattern: str, *, fmt: str, schema: pa.Schema, spec: FeatureSpec, batch_rows: int):
         super().__init__()
         if batch_rows < 1:
             raise InputError(f"--read_batch_rows must be >= 1. Received: {batch_rows}")

@@ -31,20 +31,29 @@ class InputOptions(PipelineOptions):
     @classmethod
     def _add_argparse_args(cls, parser):
         parser.add_argument(
-            "--input", type=str, default=None,
+            "--input",
+            type=str,
+            default=None,
             help="Glob of the input files on any Beam filesystem, e.g. 'data/*.parquet'.",
         )
         parser.add_argument(
-            "--format", choices=FORMATS, default=None, type=str,
+            "--format",
+            choices=FORMATS,
+            default=None,
+            type=str,
             help="Input format; inferred from the file extension when absent "
             "(.parquet; .tfrecord, .tfrecords, .tfr, optionally followed by .gz).",
         )
         parser.add_argument(
-            "--model_dir", type=str, default=None,
+            "--model_dir",
+            type=str,
+            default=None,
             help="Model directory: train writes a new version into it, score reads one.",
         )
         parser.add_argument(
-            "--read_batch_rows", type=int, default=65536,
+            "--read_batch_rows",
+            type=int,
+            default=65536,
             help="Most rows per Arrow batch read from the input (bounds worker memory).",
         )
 
@@ -55,56 +64,80 @@ class TrainOptions(PipelineOptions):
     @classmethod
     def _add_argparse_args(cls, parser):
         parser.add_argument(
-            "--features", type=name_list, default=None,
+            "--features",
+            type=name_list,
+            default=None,
             help="Comma-separated feature columns, in model order. Default: every "
             "numeric column that is not a key column.",
         )
         parser.add_argument(
-            "--key_columns", type=name_list, default=(),
+            "--key_columns",
+            type=name_list,
+            default=(),
             help="Comma-separated columns that identify a row; copied to the scores.",
         )
         parser.add_argument(
-            "--latent_dim", type=int, default=None,
+            "--latent_dim",
+            type=int,
+            default=None,
             help="Width of the latent vector. Default: ceil(sqrt(number of features)).",
         )
         parser.add_argument(
-            "--hidden_units", type=int_list, default=DEFAULTS.hidden_units,
+            "--hidden_units",
+            type=int_list,
+            default=DEFAULTS.hidden_units,
             help="Comma-separated encoder layer widths, mirrored in the decoder. "
             f"Default: {','.join(map(str, DEFAULTS.hidden_units))}.",
         )
         parser.add_argument(
-            "--activation", type=str, default=DEFAULTS.activation,
+            "--activation",
+            type=str,
+            default=DEFAULTS.activation,
             help=f"Hidden-layer activation (a Keras name). Default: {DEFAULTS.activation}.",
         )
         parser.add_argument(
-            "--epochs", type=int, default=DEFAULTS.epochs,
+            "--epochs",
+            type=int,
+            default=DEFAULTS.epochs,
             help=f"Most training epochs; early stopping usually ends sooner. Default: {DEFAULTS.epochs}.",
         )
         parser.add_argument(
-            "--batch_size", type=int, default=DEFAULTS.batch_size,
+            "--batch_size",
+            type=int,
+            default=DEFAULTS.batch_size,
             help=f"Rows per gradient step. Default: {DEFAULTS.batch_size}.",
         )
         parser.add_argument(
-            "--learning_rate", type=float, default=DEFAULTS.learning_rate,
+            "--learning_rate",
+            type=float,
+            default=DEFAULTS.learning_rate,
             help=f"Adam's initial learning rate. Default: {DEFAULTS.learning_rate}.",
         )
         parser.add_argument(
-            "--patience", type=int, default=DEFAULTS.patience,
+            "--patience",
+            type=int,
+            default=DEFAULTS.patience,
             help="Epochs without validation improvement before training stops "
             f"(best weights kept). Default: {DEFAULTS.patience}.",
         )
         parser.add_argument(
-            "--validation_fraction", type=float, default=DEFAULTS.validation_fraction,
+            "--validation_fraction",
+            type=float,
+            default=DEFAULTS.validation_fraction,
             help="Share of rows held out for early stopping and the threshold. "
             f"Default: {DEFAULTS.validation_fraction}.",
         )
         parser.add_argument(
-            "--contamination", type=float, default=DEFAULTS.contamination,
+            "--contamination",
+            type=float,
+            default=DEFAULTS.contamination,
             help="Expected share of anomalies: the threshold is the (1 - contamination) "
             f"quantile of validation errors. Default: {DEFAULTS.contamination}.",
         )
         parser.add_argument(
-            "--seed", type=int, default=DEFAULTS.seed,
+            "--seed",
+            type=int,
+            default=DEFAULTS.seed,
             help=f"Seeds the train/validation split, the weights and shuffling. Default: {DEFAULTS.seed}.",
         )
 
@@ -115,15 +148,21 @@ class ScoreOptions(PipelineOptions):
     @classmethod
     def _add_argparse_args(cls, parser):
         parser.add_argument(
-            "--output", type=str, default=None,
+            "--output",
+            type=str,
+            default=None,
             help="Output directory: scores/, rejected/ and summary.json are written there.",
         )
         parser.add_argument(
-            "--model_version", type=str, default=None,
+            "--model_version",
+            type=str,
+            default=None,
             help="Model version to score with. Default: the one MODEL_DIR/LATEST names.",
         )
         parser.add_argument(
-            "--passthrough", action="store_true", default=False,
+            "--passthrough",
+            action="store_true",
+            default=False,
             help="Copy every input column to the scores, not only the key columns.",
         )
 

@@ -40,7 +40,7 @@ from autoenc import artifact as artifacts
 from autoenc.schema import check_compatible
 from autoenc.validation import rejected_schema
 from pipelines import io, transforms
-from pipelines.options import InputOptions, ScoreOptions, check_known_args
+from pipelines.options import InputOptions, ScoreOptions, check_known_args, require
 
 _log = logging.getLogger(__name__)
 RUN_INFO = ".score-run.json"
@@ -114,6 +114,8 @@ def run(argv=None, save_main_session=True) -> dict:
     options.view_as(SetupOptions).save_main_session = save_main_session
     inp = options.view_as(InputOptions)
     opt = options.view_as(ScoreOptions)
+    require(inp, "input", "model_dir")
+    require(opt, "output")
     started = time.time()
     artifact = artifacts.load_artifact(inp.model_dir, version=opt.model_version)
     spec = artifact.metadata.spec
@@ -123,8 +125,7 @@ def run(argv=None, save_main_session=True) -> dict:
     check_compatible(spec, schema, source=files[0], model=artifact.path)
     keep = tuple(schema.names) if opt.passthrough else spec.key_columns
     out_schema = scores_schema(pa.schema([schema.field(name) for name in keep]))
-    print(f"autoenc score: {len(files)} file(s) with model version {artifact.version}",
-          file=sys.stderr)
+    print(f"autoenc score: {len(files)} file(s) with model version {artifact.version}", file=sys.stderr)
 
     info_path = artifacts.join(opt.output, RUN_INFO)
     with beam.Pipeline(options=options) as p:

@@ -41,7 +41,7 @@ from autoenc.scoring import threshold_from_contamination
 from autoenc.training import TrainingConfig, encode_chunk, fit, make_dataset
 from autoenc.validation import rejected_schema, validation_mask
 from pipelines import io, transforms
-from pipelines.options import InputOptions, TrainOptions, check_known_args
+from pipelines.options import InputOptions, TrainOptions, check_known_args, require
 
 _log = logging.getLogger(__name__)
 STAGING = ".staging"
@@ -72,8 +72,15 @@ def build_stage1(p, *, pattern, fmt, schema, spec, config, version_dir, batch_ro
     counts = []
     for name in ("train", "validation"):
         rows = split[name]
-        rows | f"Stage{name.title()}" >> beam.Map(encode_chunk) | f"Write{name.title()}" >> (
-            beam.io.WriteToTFRecord(artifacts.join(version_dir, STAGING, name), file_name_suffix=".tfrecord")
+        (
+            rows
+            | f"Stage{name.title()}" >> beam.Map(encode_chunk)
+            | f"Write{name.title()}"
+            >> (
+                beam.io.WriteToTFRecord(
+                    artifacts.join(version_dir, STAGING, name), file_name_suffix=".tfrecord"
+                )
+            )
         )
         counts.append(rows | f"Count{name.title()}" >> beam.Map(lambda x, n=name: (n, len(x))))
     stats = split.train | "ComputeStats" >> beam.CombineGlobally(transforms.StatsCombineFn(spec.n_features))
@@ -107,11 +114,18 @@ def run(argv=None, save_main_session=True):
     options.view_as(SetupOptions).save_main_session = save_main_session
     inp = options.view_as(InputOptions)
     opt = options.view_as(TrainOptions)
+    require(inp, "input", "model_dir")
     config = TrainingConfig(
-        latent_dim=opt.latent_dim, hidden_units=tuple(opt.hidden_units), activation=opt.activation,
-        epochs=opt.epochs, batch_size=opt.batch_size, learning_rate=opt.learning_rate,
-        patience=opt.patience, validation_fraction=opt.validation_fraction,
-        contamination=opt.contamination, seed=opt.seed,
+        latent_dim=opt.latent_dim,
+        hidden_units=tuple(opt.hidden_units),
+        activation=opt.activation,
+        epochs=opt.epochs,
+        batch_size=opt.batch_size,
+        learning_rate=opt.learning_rate,
+        patience=opt.patience,
+        validation_fraction=opt.validation_fraction,
+        contamination=opt.contamination,
+        seed=opt.seed,
     )
     started = time.time()
     fmt = io.detect_format(inp.input, inp.format)
@@ -121,19 +135,32 @@ def run(argv=None, save_main_session=True):
     version = artifacts.new_version()
     version_dir = artifacts.join(inp.model_dir, version)
     _log.info("Training version %s on %d file(s), features %s", version, len(files), ", ".join(spec.names))
-    print(f"autoenc train: {len(files)} file(s), {spec.n_features} feature(s): {', '.join(spec.names)}",
-          file=sys.stderr)
+    print(
+        f"autoenc train: {len(files)} file(s), {spec.n_features} feature(s): {', '.join(spec.names)}",
+        file=sys.stderr,
+    )
 
     with beam.Pipeline(options=options) as p:
-        build_stage1(p, pattern=inp.input, fmt=fmt, schema=schema, spec=spec, config=config,
-                     version_dir=version_dir, batch_rows=inp.read_batch_rows)
+        build_stage1(
+            p,
+            pattern=inp.input,
+            fmt=fmt,
+            schema=schema,
+            spec=spec,
+            config=config,
+            version_dir=version_dir,
+            batch_rows=inp.read_batch_rows,
+        )
 
     info = transforms.read_run_info(artifacts.join(version_dir, RUN_INFO))
     counts = {k: info["counts"].get(k, 0) for k in ("read", "rejected", "train", "validation")}
     stats = MomentStats(**{k: np.asarray(v) if isinstance(v, list) else v for k, v in info["stats"].items()})
-    print(f"autoenc train: read {counts['read']} rows: {counts['train']} for training, "
-          f"{counts['validation']} for validation, {counts['rejected']} rejected "
-          f"(see {artifacts.join(version_dir, 'rejected')})", file=sys.stderr)
+    print(
+        f"autoenc train: read {counts['read']} rows: {counts['train']} for training, "
+        f"{counts['validation']} for validation, {counts['rejected']} rejected "
+        f"(see {artifacts.join(version_dir, 'rejected')})",
+        file=sys.stderr,
+    )
     if counts["train"] == 0 or counts["validation"] == 0:
         raise InputError(
             f"No rows left to train on: {counts['read']} read, {counts['rejected']} rejected, "
@@ -148,9 +175,13 @@ def run(argv=None, save_main_session=True):
         for name in ("train", "validation")
     }
     result = fit(
-        config, n_features=spec.n_features, normalizer=normalizer,
-        train_files=staged["train"], val_files=staged["validation"],
-        n_train=counts["train"], n_val=counts["validation"],
+        config,
+        n_features=spec.n_features,
+        normalizer=normalizer,
+        train_files=staged["train"],
+        val_files=staged["validation"],
+        n_train=counts["train"],
+        n_val=counts["validation"],
         verbose=1 if sys.stdout.isatty() else 2,
     )
     errors = _validation_errors(result.model, normalizer, staged["validation"], spec.n_features)
@@ -162,13 +193,20 @@ def run(argv=None, save_main_session=True):
         latent_dim=config.resolved_latent_dim(spec.n_features),
         normalization=normalizer,
         threshold=threshold,
-        threshold_method={"method": "contamination", "contamination": config.contamination,
-                          "validation_rows": int(len(errors))},
+        threshold_method={
+            "method": "contamination",
+            "contamination": config.contamination,
+            "validation_rows": int(len(errors)),
+        },
         validation_error_quantiles=np.quantile(errors, np.linspace(0, 1, 101)).tolist(),
         history={"loss": result.loss, "val_loss": result.val_loss, "best_epoch": result.best_epoch},
-        rows={"read": counts["read"], "used": counts["train"] + counts["validation"],
-              "train": counts["train"], "validation": counts["validation"],
-              "rejected": counts["rejected"]},
+        rows={
+            "read": counts["read"],
+            "used": counts["train"] + counts["validation"],
+            "train": counts["train"],
+            "validation": counts["validation"],
+            "rejected": counts["rejected"],
+        },
         input={"pattern": inp.input, "format": fmt, "files": len(files)},
         library_versions=library_versions(),
         created_at=artifacts.utc_now(),
@@ -190,8 +228,9 @@ def _validation_errors(model, normalizer, files, n_features) -> np.ndarray:
     from autoenc.scoring import Scorer
 
     scorer = Scorer(model, normalizer, threshold=np.inf)
-    ds = make_dataset(files, n_features, normalizer, batch_size=65536, n_rows=0,
-                      shuffle=False, seed=0, cache=False)
+    ds = make_dataset(
+        files, n_features, normalizer, batch_size=65536, n_rows=0, shuffle=False, seed=0, cache=False
+    )
     return np.concatenate([scorer.score_normalized(x.numpy()).reconstruction_error for x, _ in ds])
 
 

@@ -58,8 +58,13 @@ class _ValidateFn(beam.DoFn):
             yield beam.pvalue.TaggedOutput(COUNTS, ("rejected", n_rejected))
             yield beam.pvalue.TaggedOutput(
                 REJECTED,
-                rejected_table(chunk.batch, checked.valid, checked.reasons,
-                               source=chunk.source, first_row=chunk.first_row),
+                rejected_table(
+                    chunk.batch,
+                    checked.valid,
+                    checked.reasons,
+                    source=chunk.source,
+                    first_row=chunk.first_row,
+                ),
             )
         if n_rejected == chunk.batch.num_rows:
             return

@@ -1,0 +1,321 @@
+"""The Beam pipelines end to end on the DirectRunner, on tmp_path."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+from conftest import TINY_TRAIN_ARGS, write_tfrecord
+
+from autoenc.artifact import load_artifact
+from autoenc.datasets import article_table, planted_anomalies
+from autoenc.errors import ArtifactError, ConfigError, InputError
+from pipelines import cli, score, train
+
+pytestmark = pytest.mark.pipeline
+NAN, INF = float("nan"), float("inf")
+
+
+def score_run(input_pattern, model_dir, output, *extra):
+    return score.run(
+        [f"--input={input_pattern}", f"--model_dir={model_dir}", f"--output={output}", *extra],
+        save_main_session=False,
+    )
+
+
+def read(directory) -> pa.Table:
+    return pq.read_table(str(directory))
+
+
+def test_trained_artifact_has_everything_scoring_needs(tiny_model_dir):
+    artifact = load_artifact(tiny_model_dir)
+    meta = artifact.metadata
+    assert meta.spec.names == ("x1", "x2", "x3", "x4")
+    assert meta.spec.key_columns == ("id",)
+    assert meta.latent_dim == 1
+    assert meta.rows["read"] == 2000 and meta.rows["rejected"] == 0
+    assert meta.rows["train"] + meta.rows["validation"] == 2000
+    assert 300 < meta.rows["validation"] < 500  # 20 % of 2000, by hash
+    assert len(meta.history["loss"]) == len(meta.history["val_loss"]) >= 1
+    assert meta.threshold_method["method"] == "contamination"
+    assert meta.threshold == pytest.approx(meta.validation_error_quantiles[99], rel=0.5)
+    assert meta.library_versions["tensorflow"].startswith("2.21")
+    assert not os.path.exists(os.path.join(artifact.path, ".staging"))
+    assert read(os.path.join(artifact.path, "rejected")).num_rows == 0
+
+
+def test_training_statistics_equal_numpy_on_the_training_rows(tiny_model_dir, article_parquet):
+    from autoenc.validation import validation_mask
+
+    meta = load_artifact(tiny_model_dir).metadata
+    table = pq.read_table(article_parquet)
+    x = np.column_stack([table[c].to_numpy() for c in meta.spec.names])
+    val = validation_mask(article_parquet, np.arange(len(x)), seed=0, fraction=0.2)
+    np.testing.assert_allclose(meta.normalization.mean, x[~val].mean(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(meta.normalization.scale, x[~val].std(axis=0), rtol=1e-9)
+    assert meta.rows["validation"] == int(val.sum())
+
+
+def test_score_parquet_end_to_end(tiny_model_dir, tmp_path):
+    data = tmp_path / "in.parquet"
+    pq.write_table(
+        pa.concat_tables([article_table(300, seed=5, id_prefix="new"), planted_anomalies(30)]), data
+    )
+    summary = score_run(data, tiny_model_dir, tmp_path / "out")
+    scores = read(tmp_path / "out" / "scores")
+    assert scores.column_names == ["id", "latent", "reconstruction_error", "is_anomaly"]
+    assert scores.schema.field("latent").type == pa.list_(pa.float32())
+    assert scores.schema.field("reconstruction_error").type == pa.float64()
+    assert scores.num_rows == 330
+    assert set(pc.list_value_length(scores["latent"]).to_pylist()) == {1}
+    is_planted = np.array([i.startswith("anomaly-") for i in scores["id"].to_pylist()])
+    errors = scores["reconstruction_error"].to_numpy()
+    # Planted anomalies (off the curve) reconstruct worse than normal rows.
+    assert np.median(errors[is_planted]) > 5 * np.median(errors[~is_planted])
+    np.testing.assert_array_equal(scores["is_anomaly"].to_numpy(), errors > summary["threshold"]["value"])
+    on_disk = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert on_disk["counts"] == {
+        "read": 330,
+        "scored": 330,
+        "rejected": 0,
+        "anomalies": int(scores["is_anomaly"].to_numpy().sum()),
+    }
+    assert on_disk["reconciled"] is True
+    assert on_disk["model"]["version"] == load_artifact(tiny_model_dir).version
+    assert on_disk["wall_time_s"] > 0
+
+
+def test_scores_match_the_library_scorer(tiny_model_dir, tmp_path):
+    table = article_table(50, seed=9)
+    pq.write_table(table, tmp_path / "in.parquet")
+    score_run(tmp_path / "in.parquet", tiny_model_dir, tmp_path / "out")
+    scores = read(tmp_path / "out" / "scores").sort_by("id")
+    direct = (
+        load_artifact(tiny_model_dir)
+        .scorer()
+        .score(np.column_stack([table[c].to_numpy() for c in ("x1", "x2", "x3", "x4")]))
+    )
+    np.testing.assert_allclose(
+        scores["reconstruction_error"].to_numpy(), direct.reconstruction_error, rtol=1e-5
+    )
+    np.testing.assert_allclose(
+        np.stack(scores["latent"].to_numpy(zero_copy_only=False)), direct.latent, rtol=1e-5, atol=1e-6
+    )
+
+
+def test_passthrough_keeps_every_input_column(tiny_model_dir, tmp_path):
+    pq.write_table(article_table(20, seed=2), tmp_path / "in.parquet")
+    score_run(tmp_path / "in.parquet", tiny_model_dir, tmp_path / "out", "--passthrough")
+    scores = read(tmp_path / "out" / "scores")
+    assert scores.column_names == [
+        "id",
+        "z",
+        "x1",
+        "x2",
+        "x3",
+        "x4",
+        "latent",
+        "reconstruction_error",
+        "is_anomaly",
+    ]
+    original = article_table(20, seed=2)
+    assert sorted(scores["x3"].to_pylist()) == sorted(original["x3"].to_pylist())
+
+
+def bad_table() -> pa.Table:
+    good = article_table(40, seed=3)
+    bad = pa.table(
+        {
+            "id": ["null-x1", "nan-x2", "inf-x3", "neginf-x4", "two-problems"],
+            "z": [0.0] * 5,
+            "x1": pa.array([None, 1.0, 1.0, 1.0, NAN]),
+            "x2": [1.0, NAN, 1.0, 1.0, 1.0],
+            "x3": [0.5, 0.5, INF, 0.5, 0.5],
+            "x4": pa.array([1.0, 1.0, 1.0, -INF, None]),
+        }
+    )
+    return pa.concat_tables([good.slice(0, 20), bad, good.slice(20)])
+
+
+EXPECTED_REASONS = {
+    "null-x1": "column 'x1' is null",
+    "nan-x2": "column 'x2' is NaN",
+    "inf-x3": "column 'x3' is +inf",
+    "neginf-x4": "column 'x4' is -inf",
+    "two-problems": "column 'x1' is NaN; column 'x4' is null",
+}
+
+
+def test_bad_rows_land_in_rejected_with_reasons_and_counts_reconcile(tiny_model_dir, tmp_path):
+    # A second file where x2 is text: every row of it is rejected, none is lost.
+    pq.write_table(bad_table(), tmp_path / "a.parquet")
+    text_x2 = article_table(7, seed=4, id_prefix="text").set_column(3, "x2", pa.array(["1.0"] * 6 + ["oops"]))
+    pq.write_table(text_x2, tmp_path / "b.parquet")
+    summary = score_run(tmp_path / "*.parquet", tiny_model_dir, tmp_path / "out")
+    rejected = read(tmp_path / "out" / "rejected")
+    scores = read(tmp_path / "out" / "scores")
+    reasons = dict(zip(rejected["id"].to_pylist(), rejected["reason"].to_pylist(), strict=True))
+    for key, reason in EXPECTED_REASONS.items():
+        assert reasons[key] == reason
+    text_reasons = {r for k, r in reasons.items() if k.startswith("text")}
+    assert len(text_reasons) == 1 and "column 'x2' has type string" in text_reasons.pop()
+    assert summary["counts"]["read"] == 52
+    assert summary["counts"]["rejected"] == 12 == rejected.num_rows
+    assert summary["counts"]["scored"] == 40 == scores.num_rows
+    assert summary["reconciled"]
+    # Rows are located exactly, and original values kept where Parquet can hold them.
+    row = rejected.filter(pc.equal(rejected["id"], "inf-x3")).to_pylist()[0]
+    assert row["source_row"] == 22 and row["source_file"].endswith("a.parquet") and row["x3"] == INF
+    assert set(rejected["id"].to_pylist()) | set(scores["id"].to_pylist()) == (
+        set(bad_table()["id"].to_pylist()) | set(text_x2["id"].to_pylist())
+    )
+
+
+def test_training_rejects_bad_rows_into_the_version_directory(tmp_path):
+    pq.write_table(
+        pa.concat_tables([bad_table(), article_table(400, seed=8, id_prefix="more")]),
+        tmp_path / "train.parquet",
+    )
+    artifact = train.run(
+        [f"--input={tmp_path / 'train.parquet'}", f"--model_dir={tmp_path / 'm'}", "--epochs=2"]
+        + TINY_TRAIN_ARGS[:4],
+        save_main_session=False,
+    )
+    rejected = read(os.path.join(artifact.path, "rejected"))
+    assert (
+        dict(zip(rejected["id"].to_pylist(), rejected["reason"].to_pylist(), strict=True)) == EXPECTED_REASONS
+    )
+    assert artifact.metadata.rows["rejected"] == 5
+    assert artifact.metadata.rows["read"] == 445 == artifact.metadata.rows["used"] + 5
+
+
+@pytest.mark.parametrize("gzip", [False, True])
+def test_tfrecord_train_and_score(tmp_path, gzip):
+    suffix = ".tfrecord.gz" if gzip else ".tfrecord"
+    for i in range(2):
+        write_tfrecord(
+            article_table(300, seed=10 + i, id_prefix=f"f{i}"), str(tmp_path / f"part{i}{suffix}"), gzip=gzip
+        )
+    artifact = train.run(
+        [f"--input={tmp_path / ('*' + suffix)}", f"--model_dir={tmp_path / 'm'}", "--epochs=2"]
+        + TINY_TRAIN_ARGS[:4],
+        save_main_session=False,
+    )
+    assert artifact.metadata.rows["read"] == 600
+    assert artifact.metadata.input["format"] == "tfrecord"
+    bad = bad_table().slice(18, 5)  # two good rows, then null-x1, nan-x2, inf-x3
+    write_tfrecord(bad, str(tmp_path / f"score{suffix}"), gzip=gzip)
+    summary = score_run(tmp_path / f"score{suffix}", tmp_path / "m", tmp_path / "out", "--passthrough")
+    assert summary["counts"] == {
+        "read": 5,
+        "scored": 2,
+        "rejected": 3,
+        "anomalies": summary["counts"]["anomalies"],
+    }
+    rejected = read(tmp_path / "out" / "rejected")
+    # float_list holds float32: NaN and inf survive, the null is an absent feature.
+    assert dict(zip(rejected["id"].to_pylist(), rejected["reason"].to_pylist(), strict=True)) == {
+        k: EXPECTED_REASONS[k] for k in ("null-x1", "nan-x2", "inf-x3")
+    }
+    assert sorted(rejected["source_row"].to_pylist()) == [2, 3, 4]
+    scores = read(tmp_path / "out" / "scores")
+    assert scores.num_rows == 2 and "z" in scores.column_names
+
+
+def test_tfrecord_records_of_the_wrong_kind_are_rejected(tiny_model_dir, tmp_path):
+    import tensorflow as tf
+
+    path = str(tmp_path / "in.tfrecord")
+    write_tfrecord(article_table(3, seed=1), path)
+    with tf.io.TFRecordWriter(path.replace("in", "in2")) as w:
+        w.write(
+            tf.train.Example(
+                features=tf.train.Features(
+                    feature={
+                        "id": tf.train.Feature(bytes_list=tf.train.BytesList(value=[b"weird"])),
+                        "x1": tf.train.Feature(bytes_list=tf.train.BytesList(value=[b"one"])),
+                        "x2": tf.train.Feature(float_list=tf.train.FloatList(value=[1.0, 2.0])),
+                        "x3": tf.train.Feature(int64_list=tf.train.Int64List(value=[1])),
+                        "x4": tf.train.Feature(float_list=tf.train.FloatList(value=[1.0])),
+                    }
+                )
+            ).SerializeToString()
+        )
+    summary = score_run(str(tmp_path / "in*.tfrecord"), tiny_model_dir, tmp_path / "out")
+    assert summary["counts"]["scored"] == 3 and summary["counts"]["rejected"] == 1
+    reason = read(tmp_path / "out" / "rejected")["reason"].to_pylist()[0]
+    assert "column 'x1' has the wrong type" in reason and "column 'x2' has 2 values" in reason
+
+
+# Errors a user will meet: one clear message each, raised before the job runs.
+
+
+def test_error_no_file_matches(tmp_path):
+    with pytest.raises(InputError, match="No file matches --input"):
+        train.run([f"--input={tmp_path / 'nothing*.parquet'}", f"--model_dir={tmp_path / 'm'}"])
+
+
+def test_error_feature_column_missing(article_parquet, tmp_path):
+    with pytest.raises(InputError, match="Feature column 'x9' is not in .*article.parquet"):
+        train.run([f"--input={article_parquet}", f"--model_dir={tmp_path}", "--features=x1,x9"])
+
+
+def test_error_key_column_missing(article_parquet, tmp_path):
+    with pytest.raises(InputError, match="Key column 'key' is not in"):
+        train.run([f"--input={article_parquet}", f"--model_dir={tmp_path}", "--key_columns=key"])
+
+
+def test_error_model_dir_is_not_an_artifact(article_parquet, tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ArtifactError, match="not an autoenc model directory: it has no LATEST"):
+        score_run(article_parquet, tmp_path / "empty", tmp_path / "out")
+
+
+def test_error_score_columns_do_not_match(tiny_model_dir, tmp_path):
+    pq.write_table(article_table(5).drop(["x2"]), tmp_path / "in.parquet")
+    with pytest.raises(InputError, match="lacks feature column\\(s\\) x2 that the model"):
+        score_run(tmp_path / "in.parquet", tiny_model_dir, tmp_path / "out")
+
+
+def test_error_unsupported_column_type(tmp_path):
+    table = pa.table({"x": [1.0, 2.0], "when": pa.array([1, 2], pa.timestamp("s"))})
+    pq.write_table(table, tmp_path / "in.parquet")
+    with pytest.raises(InputError, match="'when' .* has type timestamp"):
+        train.run(
+            [f"--input={tmp_path / 'in.parquet'}", f"--model_dir={tmp_path / 'm'}", "--features=x,when"]
+        )
+
+
+def test_error_unknown_option_and_bad_value(article_parquet, tmp_path):
+    with pytest.raises(ConfigError, match="Unknown option\\(s\\): --epoch"):
+        train.run([f"--input={article_parquet}", f"--model_dir={tmp_path}", "--epoch=3"])
+    with pytest.raises(ConfigError, match="validation_fraction must be in \\(0, 1\\)"):
+        train.run([f"--input={article_parquet}", f"--model_dir={tmp_path}", "--validation_fraction=1.5"])
+
+
+def test_cli_prints_one_paragraph_and_exits_nonzero(tmp_path, capsys):
+    status = cli.main(
+        [
+            "score",
+            f"--input={tmp_path / 'x.parquet'}",
+            f"--model_dir={tmp_path}",
+            f"--output={tmp_path / 'o'}",
+        ]
+    )
+    err = capsys.readouterr().err
+    assert status == 1
+    assert "autoenc score: error:" in err and "Traceback" not in err
+    assert cli.main(["train", "--input=a.parquet", "--model_dir=m", "--epochs=x"]) == 2
+    assert "Invalid option value" in capsys.readouterr().err
+
+
+def test_cli_help_lists_the_options(capsys):
+    assert cli.main(["train", "--help"]) == 0
+    out = capsys.readouterr().out
+    for flag in ("--input", "--model_dir", "--latent_dim", "--contamination", "--format"):
+        assert flag in out

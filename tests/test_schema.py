@@ -1,0 +1,72 @@
+import pyarrow as pa
+import pytest
+
+from autoenc.errors import InputError
+from autoenc.schema import FeatureSpec, check_compatible, infer_spec
+
+SCHEMA = pa.schema(
+    [("id", pa.string()), ("a", pa.float64()), ("b", pa.int32()), ("label", pa.string()), ("c", pa.float32())]
+)
+
+
+def test_default_features_are_numeric_columns_minus_keys():
+    spec = infer_spec(SCHEMA, key_columns=["id"], source="f.parquet")
+    assert spec.names == ("a", "b", "c")
+    assert spec.key_columns == ("id",)
+    assert [f.dtype for f in spec.features] == ["double", "int32", "float"]
+
+
+def test_key_column_excluded_from_default_features():
+    spec = infer_spec(SCHEMA, key_columns=["b"], source="f.parquet")
+    assert spec.names == ("a", "c")
+
+
+def test_explicit_features_keep_their_order():
+    assert infer_spec(SCHEMA, features=["c", "a"], source="f").names == ("c", "a")
+
+
+def test_spec_round_trips_through_dict():
+    spec = infer_spec(SCHEMA, key_columns=["id"], source="f")
+    assert FeatureSpec.from_dict(spec.to_dict()) == spec
+
+
+@pytest.mark.parametrize(
+    "kwargs, words",
+    [
+        ({"features": ["a", "zz"]}, ["Feature column 'zz'", "f.parquet", "Columns there: id, a, b"]),
+        ({"key_columns": ["nope"]}, ["Key column 'nope'", "f.parquet"]),
+        ({"features": ["label"]}, ["'label'", "type string", "floating-point"]),
+        ({"features": ["a", "a"]}, ["named twice", "a"]),
+        ({"features": ["a"], "key_columns": ["a"]}, ["named twice"]),
+    ],
+)
+def test_bad_column_choices_name_the_column_and_the_file(kwargs, words):
+    with pytest.raises(InputError) as info:
+        infer_spec(SCHEMA, source="f.parquet", **kwargs)
+    for word in words:
+        assert word in str(info.value)
+
+
+def test_no_numeric_column_is_an_error():
+    with pytest.raises(InputError, match="no numeric column"):
+        infer_spec(pa.schema([("s", pa.string())]), source="f")
+
+
+def test_reserved_output_names_are_refused():
+    with pytest.raises(InputError, match="reconstruction_error"):
+        infer_spec(pa.schema([("reconstruction_error", pa.float64()), ("x", pa.float64())]), source="f")
+
+
+def test_check_compatible_names_missing_features():
+    spec = infer_spec(SCHEMA, key_columns=["id"], source="f")
+    other = pa.schema([("id", pa.string()), ("a", pa.float64()), ("c", pa.float32())])
+    with pytest.raises(InputError) as info:
+        check_compatible(spec, other, source="g.parquet", model="m/v1")
+    assert "lacks feature column(s) b" in str(info.value)
+    assert "g.parquet" in str(info.value)
+
+
+def test_check_compatible_refuses_a_text_feature():
+    spec = infer_spec(SCHEMA, features=["a"], source="f")
+    with pytest.raises(InputError, match="type string"):
+        check_compatible(spec, pa.schema([("a", pa.string())]), source="g", model="m")
