@@ -15,6 +15,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 from collections.abc import Sequence
 
@@ -22,6 +23,13 @@ import numpy as np
 
 from autoenc.errors import ConfigError
 from autoenc.preprocessing import Normalizer
+
+_log = logging.getLogger(__name__)
+
+# Each round of the start selection trains every remaining start this many epochs
+# of at most this many steps.
+WARMUP_EPOCHS = 2
+WARMUP_STEPS_PER_EPOCH = 400
 
 # Below this many bytes of staged training data the decoded rows are cached in
 # memory after the first epoch; above it every epoch streams from the files.
@@ -50,6 +58,8 @@ class TrainingConfig:
             (1 - contamination) quantile of validation errors.
         seed: seeds the split, the weights and the shuffling.
         shuffle_buffer: rows in the shuffle buffer of the streaming fit.
+        n_init: initializations tried by successive halving (see ``_best_start``);
+            the survivor is trained to the end. 1 trains a single start.
     """
 
     model: str = "dense"
@@ -64,6 +74,7 @@ class TrainingConfig:
     contamination: float = 0.01
     seed: int = 0
     shuffle_buffer: int = 100_000
+    n_init: int = 16
 
     def __post_init__(self):
         checks = [
@@ -80,6 +91,7 @@ class TrainingConfig:
             (0 < self.validation_fraction < 1, "validation_fraction", "in (0, 1)"),
             (0 <= self.contamination < 1, "contamination", "in [0, 1)"),
             (self.shuffle_buffer >= 1, "shuffle_buffer", ">= 1"),
+            (self.n_init >= 1, "n_init", ">= 1"),
         ]
         for ok, name, expected in checks:
             if not ok:
@@ -103,12 +115,15 @@ class FitResult:
         loss: training loss per epoch.
         val_loss: validation loss per epoch.
         best_epoch: 1-based epoch whose weights were kept.
+        warmup: per round of the start selection, the validation loss of each
+            start (empty when ``n_init`` is 1).
     """
 
     model: object
     loss: list[float]
     val_loss: list[float]
     best_epoch: int
+    warmup: list[list[float]] = dataclasses.field(default_factory=list)
 
 
 def encode_chunk(x: np.ndarray) -> bytes:
@@ -194,22 +209,12 @@ def fit(
     """
     import keras
 
-    from autoenc.models import BUILDERS
-
     if n_train < 1 or n_val < 1:
         raise ConfigError(
             f"Training needs at least one training and one validation row. Received: "
             f"{n_train} training and {n_val} validation rows; supply more data or "
             "change --validation_fraction."
         )
-    keras.utils.set_random_seed(config.seed)
-    model = BUILDERS[config.model](
-        n_features,
-        latent_dim=config.resolved_latent_dim(n_features),
-        hidden_units=config.hidden_units,
-        activation=config.activation,
-    )
-    model.compile(optimizer=keras.optimizers.Adam(config.learning_rate), loss="mse")
     common = dict(n_features=n_features, normalizer=normalizer, seed=config.seed)
     train_ds = make_dataset(
         train_files,
@@ -222,6 +227,7 @@ def fit(
     val_ds = make_dataset(
         val_files, batch_size=max(config.batch_size, 4096), n_rows=n_val, shuffle=False, **common
     )
+    model, warmup = _best_start(config, n_features, train_ds, val_ds, n_train, n_val, verbose)
     callbacks = [
         keras.callbacks.EarlyStopping(
             monitor="val_loss", patience=config.patience, restore_best_weights=True
@@ -230,6 +236,7 @@ def fit(
             monitor="val_loss", factor=0.5, patience=max(2, config.patience // 3), min_lr=1e-6
         ),
     ]
+    _log.info("Training the chosen start for up to %d epochs", config.epochs)
     history = model.fit(
         train_ds,
         validation_data=val_ds,
@@ -244,4 +251,67 @@ def fit(
         loss=[float(v) for v in history.history["loss"]],
         val_loss=val_loss,
         best_epoch=int(np.argmin(val_loss)) + 1,
+        warmup=warmup,
     )
+
+
+def _build(config: TrainingConfig, n_features: int):
+    import keras
+
+    from autoenc.models import BUILDERS
+
+    model = BUILDERS[config.model](
+        n_features,
+        latent_dim=config.resolved_latent_dim(n_features),
+        hidden_units=config.hidden_units,
+        activation=config.activation,
+    )
+    model.compile(optimizer=keras.optimizers.Adam(config.learning_rate), loss="mse")
+    return model
+
+
+def _best_start(config, n_features, train_ds, val_ds, n_train, n_val, verbose):
+    """Successive halving over ``config.n_init`` initializations.
+
+    A narrow bottleneck can settle early into a folded encoding: stretches of the
+    data mapped onto the latent in opposite directions, joined by steep jumps
+    whose rows then reconstruct badly. That is a local minimum no amount of
+    further training leaves, and whether an initialization falls into one is
+    luck. Folded starts already show a clearly higher validation loss after a
+    few hundred steps, so: train every start for a short round, keep the better
+    half, repeat until one is left. With 16 starts this costs about 30 short
+    epochs (each capped at ``WARMUP_STEPS_PER_EPOCH`` steps), and the result no
+    longer hangs on one draw.
+
+    Returns:
+        The chosen model and, per round, the validation loss of every start in it.
+    """
+    import keras
+
+    steps = min(math.ceil(n_train / config.batch_size), WARMUP_STEPS_PER_EPOCH)
+    # Judge the starts on at most this many validation rows.
+    val_batches = math.ceil(min(n_val, 50_000) / max(config.batch_size, 4096))
+    starts = []
+    for i in range(config.n_init):
+        keras.utils.set_random_seed(config.seed * 1000 + i)
+        starts.append(_build(config, n_features))
+    rounds = []
+    while len(starts) > 1:
+        losses = []
+        for model in starts:
+            model.fit(
+                train_ds.repeat(), steps_per_epoch=steps, epochs=WARMUP_EPOCHS, verbose=0, shuffle=False
+            )
+            losses.append(float(model.evaluate(val_ds.take(val_batches), verbose=0)))
+        rounds.append(losses)
+        order = np.argsort(losses)
+        starts = [starts[k] for k in order[: max(1, len(starts) // 2)]]
+        _log.info(
+            "Start selection, round %d: %d starts, validation loss best %.4g, median %.4g; keeping %d",
+            len(rounds),
+            len(losses),
+            min(losses),
+            np.median(losses),
+            len(starts),
+        )
+    return starts[0], rounds

@@ -63,6 +63,8 @@ def _autoenc_error(error: BaseException) -> AutoencError | None:
 def run_command(run, argv: list[str], name: str) -> int:
     """Calls ``run(argv)`` and turns user-fixable errors into a message and exit status."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    # autoenc's own progress (start selection, ...) is shown; Beam's INFO is not.
+    logging.getLogger("autoenc").setLevel(logging.INFO)
     if any(a in ("-h", "--help") for a in argv):
         _print_help(name)
         return 0

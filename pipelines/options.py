@@ -135,6 +135,13 @@ class TrainOptions(PipelineOptions):
             f"quantile of validation errors. Default: {DEFAULTS.contamination}.",
         )
         parser.add_argument(
+            "--n_init",
+            type=int,
+            default=DEFAULTS.n_init,
+            help="Initializations tried: each gets a short warm-up and the best is "
+            f"trained to the end (guards against unlucky starts). Default: {DEFAULTS.n_init}.",
+        )
+        parser.add_argument(
             "--seed",
             type=int,
             default=DEFAULTS.seed,

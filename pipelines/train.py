@@ -126,6 +126,7 @@ def run(argv=None, save_main_session=True):
         validation_fraction=opt.validation_fraction,
         contamination=opt.contamination,
         seed=opt.seed,
+        n_init=opt.n_init,
     )
     started = time.time()
     fmt = io.detect_format(inp.input, inp.format)
@@ -199,7 +200,12 @@ def run(argv=None, save_main_session=True):
             "validation_rows": int(len(errors)),
         },
         validation_error_quantiles=np.quantile(errors, np.linspace(0, 1, 101)).tolist(),
-        history={"loss": result.loss, "val_loss": result.val_loss, "best_epoch": result.best_epoch},
+        history={
+            "loss": result.loss,
+            "val_loss": result.val_loss,
+            "best_epoch": result.best_epoch,
+            "warmup_val_loss": result.warmup,
+        },
         rows={
             "read": counts["read"],
             "used": counts["train"] + counts["validation"],

@@ -23,6 +23,7 @@ TINY_TRAIN_ARGS = [
     "--epochs=40",
     "--patience=5",
     "--batch_size=64",
+    "--n_init=1",
 ]
 
 

@@ -21,11 +21,7 @@ def test_stats_combine_fn_equals_numpy_on_the_whole_data(n_chunks):
         np.testing.assert_array_equal(stats.maximum, x.max(axis=0))
 
     with test_pipeline.TestPipeline() as p:
-        stats = (
-            p
-            | beam.Create(chunks, reshuffle=True)
-            | beam.CombineGlobally(StatsCombineFn(4))
-        )
+        stats = p | beam.Create(chunks, reshuffle=True) | beam.CombineGlobally(StatsCombineFn(4))
         assert_that(stats, check)
 
 
@@ -35,5 +31,9 @@ def test_stats_combine_fn_on_no_rows_is_empty():
         assert stats.count == 0
 
     with test_pipeline.TestPipeline() as p:
-        assert_that(p | beam.Create([], reshuffle=False).with_output_types(np.ndarray)
-                    | beam.CombineGlobally(StatsCombineFn(2)), check)
+        assert_that(
+            p
+            | beam.Create([], reshuffle=False).with_output_types(np.ndarray)
+            | beam.CombineGlobally(StatsCombineFn(2)),
+            check,
+        )
