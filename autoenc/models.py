@@ -27,7 +27,7 @@ def build_dense(
     *,
     latent_dim: int,
     hidden_units: Sequence[int] = (100, 100, 100),
-    activation: str = "gelu",
+    activation: str = "relu",
 ) -> keras.Model:
     """A symmetric fully-connected autoencoder.
 

@@ -65,7 +65,7 @@ class TrainingConfig:
     model: str = "dense"
     latent_dim: int | None = None
     hidden_units: tuple[int, ...] = (100, 100, 100)
-    activation: str = "gelu"
+    activation: str = "relu"
     epochs: int = 300
     batch_size: int = 128
     learning_rate: float = 1e-3

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 import tempfile
@@ -121,6 +122,8 @@ def main(argv=None):
     parser.add_argument("--methods", default="a,b,c", help="which of a,b,c to run")
     parser.add_argument("--json", default=None, help="also write the per-seed figures here")
     args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    logging.getLogger("autoenc").setLevel(logging.INFO)
     methods = args.methods.split(",")
     results = {m: [] for m in methods}
     with tempfile.TemporaryDirectory() as workdir:
