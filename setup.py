@@ -20,10 +20,13 @@ setup(
     python_requires=">=3.10,<3.14",
     install_requires=[
         "tensorflow>=2.21,<2.22",
-        "apache-beam[tfrecord]>=2.77,<2.78",
+        "apache-beam>=2.77,<2.78",
         # Whatever pyarrow apache-beam 2.77 allows; 14 is the oldest with the APIs used.
         "pyarrow>=14",
         "numpy>=2,<3",
+        # Native CRC32C for TFRecord framing; Beam otherwise falls back to a slow
+        # pure-Python checksum.
+        "google-crc32c>=1.5",
     ],
     extras_require={
         "test": ["pytest>=8"],
