@@ -125,6 +125,17 @@ def read_schema(path: str, fmt: str) -> pa.Schema:
         ) from e
 
 
+def resolve_input(pattern: str, fmt: str | None) -> tuple[str, list[str], pa.Schema]:
+    """The format, the matched files and the reference schema (the first file's).
+
+    Raises:
+        InputError: unknown format, no file matches, or the first file is unreadable.
+    """
+    fmt = detect_format(pattern, fmt)
+    files = match_files(pattern)
+    return fmt, files, read_schema(files[0], fmt)
+
+
 def _plan_splits(metadata, fmt: str):
     """(path, row_group or None, first_row) for each independently readable part."""
     if fmt == "tfrecord":

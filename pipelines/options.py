@@ -6,7 +6,7 @@ Every standard Beam option (``--runner``, ``--direct_num_workers``,
 
 from __future__ import annotations
 
-from apache_beam.options.pipeline_options import PipelineOptions, _BeamArgumentParser
+from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions, _BeamArgumentParser
 
 from autoenc.errors import ConfigError
 from autoenc.training import TrainingConfig
@@ -208,3 +208,17 @@ def require(options, *names: str) -> None:
     missing = [f"--{n}" for n in names if getattr(options, n) in (None, "")]
     if missing:
         raise ConfigError(f"Missing required option(s): {', '.join(missing)}. Run with --help for usage.")
+
+
+def parse(argv, *, save_main_session: bool) -> PipelineOptions:
+    """Checks ``argv`` and returns the pipeline options of an autoenc job.
+
+    Raises:
+        ConfigError: an unknown option, a bad value, or no --input / --model_dir.
+    """
+    argv = list(argv or [])
+    check_known_args(argv)
+    options = PipelineOptions(argv)
+    options.view_as(SetupOptions).save_main_session = save_main_session
+    require(options.view_as(InputOptions), "input", "model_dir")
+    return options

@@ -33,14 +33,13 @@ import apache_beam as beam
 import numpy as np
 import pyarrow as pa
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions
 from apache_beam.utils import shared
 
 from autoenc import artifact as artifacts
 from autoenc.schema import check_compatible
 from autoenc.validation import rejected_schema
 from pipelines import io, transforms
-from pipelines.options import InputOptions, ScoreOptions, check_known_args, require
+from pipelines.options import InputOptions, ScoreOptions, parse, require
 
 _log = logging.getLogger(__name__)
 RUN_INFO = ".score-run.json"
@@ -108,20 +107,14 @@ def run(argv=None, save_main_session=True) -> dict:
         argv: command-line arguments (without the program name).
         save_main_session: pickle the main session for remote workers.
     """
-    argv = list(argv or [])
-    check_known_args(argv)
-    options = PipelineOptions(argv)
-    options.view_as(SetupOptions).save_main_session = save_main_session
+    options = parse(argv, save_main_session=save_main_session)
     inp = options.view_as(InputOptions)
     opt = options.view_as(ScoreOptions)
-    require(inp, "input", "model_dir")
     require(opt, "output")
     started = time.time()
     artifact = artifacts.load_artifact(inp.model_dir, version=opt.model_version)
     spec = artifact.metadata.spec
-    fmt = io.detect_format(inp.input, inp.format)
-    files = io.match_files(inp.input)
-    schema = io.read_schema(files[0], fmt)
+    fmt, files, schema = io.resolve_input(inp.input, inp.format)
     check_compatible(spec, schema, source=files[0], model=artifact.path)
     keep = tuple(schema.names) if opt.passthrough else spec.key_columns
     out_schema = scores_schema(pa.schema([schema.field(name) for name in keep]))

@@ -31,7 +31,6 @@ import time
 
 import apache_beam as beam
 import numpy as np
-from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions
 
 from autoenc import artifact as artifacts
 from autoenc.errors import InputError
@@ -41,7 +40,7 @@ from autoenc.scoring import threshold_from_contamination
 from autoenc.training import TrainingConfig, encode_chunk, fit, make_dataset
 from autoenc.validation import rejected_schema, validation_mask
 from pipelines import io, transforms
-from pipelines.options import InputOptions, TrainOptions, check_known_args, require
+from pipelines.options import InputOptions, TrainOptions, parse
 
 _log = logging.getLogger(__name__)
 STAGING = ".staging"
@@ -108,13 +107,9 @@ def run(argv=None, save_main_session=True):
         argv: command-line arguments (without the program name).
         save_main_session: pickle the main session for remote workers.
     """
-    argv = list(argv or [])
-    check_known_args(argv)
-    options = PipelineOptions(argv)
-    options.view_as(SetupOptions).save_main_session = save_main_session
+    options = parse(argv, save_main_session=save_main_session)
     inp = options.view_as(InputOptions)
     opt = options.view_as(TrainOptions)
-    require(inp, "input", "model_dir")
     config = TrainingConfig(
         latent_dim=opt.latent_dim,
         hidden_units=tuple(opt.hidden_units),
@@ -129,9 +124,7 @@ def run(argv=None, save_main_session=True):
         n_init=opt.n_init,
     )
     started = time.time()
-    fmt = io.detect_format(inp.input, inp.format)
-    files = io.match_files(inp.input)
-    schema = io.read_schema(files[0], fmt)
+    fmt, files, schema = io.resolve_input(inp.input, inp.format)
     spec = infer_spec(schema, features=opt.features, key_columns=opt.key_columns, source=files[0])
     version = artifacts.new_version()
     version_dir = artifacts.join(inp.model_dir, version)
