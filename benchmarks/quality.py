@@ -121,6 +121,13 @@ def main(argv=None):
     parser.add_argument("--rows", type=int, default=10_000)
     parser.add_argument("--methods", default="a,b,c", help="which of a,b,c to run")
     parser.add_argument("--json", default=None, help="also write the per-seed figures here")
+    parser.add_argument(
+        "--train_arg",
+        action="append",
+        default=[],
+        help="extra option for (b)'s autoenc train, e.g. --train_arg=--n_init=8 (repeatable)",
+    )
+    parser.add_argument("--first_seed", type=int, default=0)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("autoenc").setLevel(logging.INFO)
@@ -131,7 +138,7 @@ def main(argv=None):
         table = article_table(args.rows, seed=0)
         pq.write_table(table, data_path)
         x = np.column_stack([table[c].to_numpy() for c in FEATURES])
-        for seed in range(args.seeds):
+        for seed in range(args.first_seed, args.first_seed + args.seeds):
             # The split autoenc train uses for this seed; (a) and (c) use it too.
             val = validation_mask(data_path, np.arange(len(x)), seed=seed, fraction=0.2)
             for m in methods:
@@ -141,7 +148,7 @@ def main(argv=None):
                         x[~val].astype("float32"), x[val].astype("float32"), seed
                     )
                 elif m == "b":
-                    reconstruct, epochs = autoenc_model(data_path, seed, workdir)
+                    reconstruct, epochs = autoenc_model(data_path, seed, workdir, args.train_arg)
                 else:
                     reconstruct, epochs = pca_model(x[~val])
                 figures = evaluate(reconstruct, x, val) | {"epochs": epochs, "seconds": time.time() - started}
