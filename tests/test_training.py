@@ -81,3 +81,20 @@ def test_fit_needs_rows(tmp_path):
             n_train=10,
             n_val=0,
         )
+
+
+def test_start_selection_keeps_an_eighth_then_halves(tmp_path, rng):
+    x = rng.normal(size=(640, 2))
+    norm = Normalizer.from_stats(MomentStats.from_array(x[:512]))
+    config = TrainingConfig(latent_dim=1, hidden_units=(4,), epochs=1, n_init=32, batch_size=128)
+    result = fit(
+        config,
+        n_features=2,
+        normalizer=norm,
+        train_files=stage(tmp_path, "t", x[:512]),
+        val_files=stage(tmp_path, "v", x[512:]),
+        n_train=512,
+        n_val=128,
+        verbose=0,
+    )
+    assert [len(r) for r in result.warmup] == [32, 4, 2]
