@@ -67,11 +67,11 @@ def article_model(x_train, x_val, seed):
     return lambda x: model.predict(x, batch_size=4096, verbose=0), len(history.history["loss"])
 
 
-def autoenc_model(data_path, seed, workdir):
+def autoenc_model(data_path, seed, workdir, extra_args=()):
     """(b): autoenc train with its defaults, through the pipeline."""
     from pipelines import train
 
-    artifact = train.run(
+    train.run(
         [
             f"--input={data_path}",
             f"--model_dir={workdir}/m{seed}",
@@ -79,6 +79,7 @@ def autoenc_model(data_path, seed, workdir):
             f"--features={','.join(FEATURES)}",
             "--latent_dim=1",
             f"--seed={seed}",
+            *extra_args,
         ],
         save_main_session=False,
     )
