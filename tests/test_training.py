@@ -83,10 +83,10 @@ def test_fit_needs_rows(tmp_path):
         )
 
 
-def test_start_selection_keeps_an_eighth_then_halves(tmp_path, rng):
+def test_start_selection_halves_each_round(tmp_path, rng):
     x = rng.normal(size=(640, 2))
     norm = Normalizer.from_stats(MomentStats.from_array(x[:512]))
-    config = TrainingConfig(latent_dim=1, hidden_units=(4,), epochs=1, n_init=32, batch_size=128)
+    config = TrainingConfig(latent_dim=1, hidden_units=(4,), epochs=1, n_init=12, batch_size=128)
     result = fit(
         config,
         n_features=2,
@@ -97,4 +97,4 @@ def test_start_selection_keeps_an_eighth_then_halves(tmp_path, rng):
         n_val=128,
         verbose=0,
     )
-    assert [len(r) for r in result.warmup] == [32, 4, 2]
+    assert [len(r) for r in result.warmup] == [12, 6, 3]
