@@ -21,7 +21,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.io.tfrecordio import _TFRecordUtil
 
 from autoenc import tfexample
-from autoenc.errors import InputError
+from autoenc.errors import ConfigError, InputError
 from autoenc.schema import FeatureSpec
 from autoenc.validation import conform_batch
 
@@ -208,7 +208,7 @@ class ReadRecords(beam.PTransform):
     def __init__(self, pattern: str, *, fmt: str, schema: pa.Schema, spec: FeatureSpec, batch_rows: int):
         super().__init__()
         if batch_rows < 1:
-            raise InputError(f"--read_batch_rows must be >= 1. Received: {batch_rows}")
+            raise ConfigError(f"--read_batch_rows must be >= 1. Received: --read_batch_rows={batch_rows}")
         self._pattern = pattern
         self._fmt = fmt
         self._schema = schema
