@@ -294,6 +294,13 @@ def write_artifact(model_dir: str, version: str, model, metadata: ArtifactMetada
     return artifact
 
 
+def list_versions(model_dir: str) -> list[str]:
+    """The version directories of ``model_dir`` that hold a ``metadata.json``, sorted."""
+    gfile = _gfile()
+    names = (v.rstrip("/") for v in gfile.listdir(model_dir))
+    return sorted(v for v in names if gfile.exists(join(model_dir, v, METADATA_FILE)))
+
+
 def resolve_version(model_dir: str, version: str | None = None) -> str:
     """The version to load: ``version`` if given, else the one ``LATEST`` names.
 
@@ -308,11 +315,7 @@ def resolve_version(model_dir: str, version: str | None = None) -> str:
     if version is None:
         latest = join(model_dir, LATEST_FILE)
         if not gfile.exists(latest):
-            versions = sorted(
-                v.rstrip("/")
-                for v in gfile.listdir(model_dir)
-                if gfile.exists(join(model_dir, v.rstrip("/"), METADATA_FILE))
-            )
+            versions = list_versions(model_dir)
             hint = (
                 f" It holds version(s) {', '.join(versions)}; choose one with --model_version."
                 if versions
@@ -330,7 +333,7 @@ def resolve_version(model_dir: str, version: str | None = None) -> str:
     if not gfile.isdir(join(model_dir, version)):
         raise ArtifactError(
             f"Model version {version} does not exist in {model_dir}. Versions there: "
-            f"{', '.join(sorted(v.rstrip('/') for v in gfile.listdir(model_dir) if not v.startswith('.') and v.rstrip('/') != LATEST_FILE)) or '(none)'}."
+            f"{', '.join(list_versions(model_dir)) or '(none)'}."
         )
     return version
 

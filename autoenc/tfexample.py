@@ -18,6 +18,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
 
 import pyarrow as pa
@@ -31,10 +32,16 @@ INFER_RECORDS = 1000
 _SCALAR_TYPES = {"float_list": pa.float32(), "int64_list": pa.int64(), "bytes_list": pa.string()}
 
 
-def _parse(record: bytes):
+@functools.cache
+def _example_class():
+    # Imported on first use, not at module import: it loads TensorFlow.
     from tensorflow.core.example import example_pb2
 
-    example = example_pb2.Example()
+    return example_pb2.Example
+
+
+def _parse(record: bytes):
+    example = _example_class()()
     example.ParseFromString(record)
     return example.features.feature
 
