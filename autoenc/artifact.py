@@ -59,7 +59,8 @@ class ArtifactMetadata:
             ``{"method": "contamination", "contamination": 0.01}``.
         validation_error_quantiles: the 0, 1, ..., 100th percentiles of the
             validation rows' reconstruction errors.
-        history: ``{"loss": [...], "val_loss": [...], "best_epoch": n}``.
+        history: ``{"loss": [...], "val_loss": [...], "best_epoch": n, ...}`` (also the
+            start-selection losses and the chosen start).
         rows: row counts: ``read``, ``used``, ``train``, ``validation``, ``rejected``.
         input: where the training data came from (``pattern``, ``format``).
         library_versions: versions of autoenc and its dependencies.

@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import time
 from collections.abc import Sequence
 
 import numpy as np
@@ -30,6 +31,14 @@ _log = logging.getLogger(__name__)
 # of at most this many steps.
 WARMUP_EPOCHS = 2
 WARMUP_STEPS_PER_EPOCH = 400
+
+# The spectral start: rows sampled for the neighbourhood graph, gradient steps
+# fitting the encoder to their spectral coordinates, then gradient steps fitting
+# the decoder alone to that encoder.
+SPECTRAL_SAMPLE_ROWS = 2000
+SPECTRAL_ENCODER_STEPS = 2000
+SPECTRAL_DECODER_STEPS = 1500
+INITS = ("spectral", "random")
 
 # Below this many bytes of staged training data the decoded rows are cached in
 # memory after the first epoch; above it every epoch streams from the files.
@@ -58,8 +67,12 @@ class TrainingConfig:
             (1 - contamination) quantile of validation errors.
         seed: seeds the split, the weights and the shuffling.
         shuffle_buffer: rows in the shuffle buffer of the streaming fit.
-        n_init: initializations tried by successive halving (see ``_best_start``);
-            the survivor is trained to the end. 1 trains a single start.
+        init: ``"spectral"``: the first start is an encoder fitted to the spectral
+            coordinates of a sample of the training rows (see
+            ``autoenc.spectral``) and a decoder fitted to that encoder; the other
+            ``n_init - 1`` are random. ``"random"``: all ``n_init`` are random.
+        n_init: starts tried by successive halving (see ``_best_start``); the
+            survivor is trained to the end. 1 trains a single start.
     """
 
     model: str = "dense"
@@ -74,7 +87,8 @@ class TrainingConfig:
     contamination: float = 0.01
     seed: int = 0
     shuffle_buffer: int = 100_000
-    n_init: int = 64
+    init: str = "spectral"
+    n_init: int = 16
 
     def __post_init__(self):
         checks = [
@@ -92,6 +106,7 @@ class TrainingConfig:
             (0 <= self.contamination < 1, "contamination", "in [0, 1)"),
             (self.shuffle_buffer >= 1, "shuffle_buffer", ">= 1"),
             (self.n_init >= 1, "n_init", ">= 1"),
+            (self.init in INITS, "init", f"one of {', '.join(INITS)}"),
         ]
         for ok, name, expected in checks:
             if not ok:
@@ -117,6 +132,8 @@ class FitResult:
         best_epoch: 1-based epoch whose weights were kept.
         warmup: per round of the start selection, the validation loss of each
             start (empty when ``n_init`` is 1).
+        start: the start that was trained to the end: ``"spectral"`` or
+            ``"random <i>"``.
     """
 
     model: object
@@ -124,6 +141,7 @@ class FitResult:
     val_loss: list[float]
     best_epoch: int
     warmup: list[list[float]] = dataclasses.field(default_factory=list)
+    start: str = "random 0"
 
 
 def encode_chunk(x: np.ndarray) -> bytes:
@@ -227,7 +245,7 @@ def fit(
     val_ds = make_dataset(
         val_files, batch_size=max(config.batch_size, 4096), n_rows=n_val, shuffle=False, **common
     )
-    model, warmup = _best_start(config, n_features, train_ds, val_ds, n_train, n_val, verbose)
+    model, warmup, start = _best_start(config, n_features, train_ds, val_ds, n_train, n_val, verbose)
     callbacks = [
         keras.callbacks.EarlyStopping(
             monitor="val_loss", patience=config.patience, restore_best_weights=True
@@ -252,6 +270,7 @@ def fit(
         val_loss=val_loss,
         best_epoch=int(np.argmin(val_loss)) + 1,
         warmup=warmup,
+        start=start,
     )
 
 
@@ -271,66 +290,134 @@ def _new_model(config: TrainingConfig, n_features: int, seed: int):
 
 
 def _best_start(config, n_features, train_ds, val_ds, n_train, n_val, verbose):
-    """Successive halving over ``config.n_init`` initializations.
+    """Successive halving over ``config.n_init`` starts.
 
-    A narrow bottleneck can settle early into a folded encoding: stretches of the
-    data mapped onto the latent in opposite directions, joined by steep jumps
-    whose rows then reconstruct badly. That is a local minimum further training
-    does not leave, and whether an initialization falls into one is luck (on the
-    article's curve with a 1-wide latent, only about 1 start in 50 escapes it,
-    and which one varies from run to run). After two short epochs an unfolded
-    start already shows a validation loss several times lower than the rest
-    (after one epoch it does not yet), so: train every start for two short
-    epochs, keep the better half, and repeat until one is left.
-    This lowers the odds of a folded result; it does not remove them (with 64
-    starts, 2 of 6 measured runs on that curve still ended folded).
+    A narrow bottleneck trained from random weights can settle early into a
+    folded encoding: stretches of the data mapped onto the latent in opposite
+    directions, joined by steep jumps whose rows then reconstruct badly. That is a
+    local minimum further training does not leave (on the article's curve with a
+    1-wide latent only about 1 random start in 50 escapes it). The spectral start
+    (``config.init == "spectral"``, see ``_spectral_start``) avoids it by
+    construction; random starts compete with it, in case some data suits them
+    better: every start trains two short epochs, the better half is kept, and
+    that repeats until one is left. (An unfolded start shows a validation loss
+    several times lower than a folded one after two short epochs.)
 
     One compiled model serves every start: its weights and optimizer state are
     swapped in and out, so the training step is traced once, not once per start.
 
     Returns:
-        The chosen model (compiled, with its optimizer state) and, per round, the
-        validation loss of every start in it.
+        The chosen model (compiled, with its optimizer state), per round the
+        validation loss of every start in it, and the chosen start's name.
     """
     import keras
 
     model = _new_model(config, n_features, config.seed * 1000)
+    starts = []  # (name, weights)
+    if config.init == "spectral":
+        spectral = _spectral_start(config, n_features, train_ds, n_train)
+        if spectral is not None:
+            starts.append(("spectral", spectral))
+    if not starts or config.n_init > 1:
+        starts.append(("random 0", model.get_weights()))
+    for i in range(1, config.n_init - (starts[0][0] == "spectral")):
+        starts.append((f"random {i}", _new_model(config, n_features, config.seed * 1000 + i).get_weights()))
     model.compile(optimizer=keras.optimizers.Adam(config.learning_rate), loss="mse")
-    if config.n_init == 1:
-        return model, []
+    if len(starts) == 1:
+        model.set_weights(starts[0][1])
+        return model, [], starts[0][0]
     optimizer = model.optimizer
     optimizer.build(model.trainable_variables)
     fresh_optimizer = [v.numpy() for v in optimizer.variables]
+    starts = [(name, weights, fresh_optimizer) for name, weights in starts]
     steps = min(math.ceil(n_train / config.batch_size), WARMUP_STEPS_PER_EPOCH)
     # Judge the starts on at most this many validation rows.
     val_batches = math.ceil(min(n_val, 50_000) / max(config.batch_size, 4096))
-    starts = []
-    for i in range(config.n_init):
-        starts.append((_new_model(config, n_features, config.seed * 1000 + i).get_weights(), fresh_optimizer))
     rounds = []
     while len(starts) > 1:
         losses, trained = [], []
-        for weights, optimizer_state in starts:
+        for name, weights, optimizer_state in starts:
             model.set_weights(weights)
             for variable, value in zip(optimizer.variables, optimizer_state, strict=True):
                 variable.assign(value)
             model.fit(
                 train_ds.repeat(), steps_per_epoch=steps, epochs=WARMUP_EPOCHS, verbose=0, shuffle=False
             )
-            trained.append((model.get_weights(), [v.numpy() for v in optimizer.variables]))
+            trained.append((name, model.get_weights(), [v.numpy() for v in optimizer.variables]))
             losses.append(float(model.evaluate(val_ds.take(val_batches), verbose=0)))
         rounds.append(losses)
-        starts = [trained[k] for k in np.argsort(losses)[: max(1, len(starts) // 2)]]
+        starts = [trained[k] for k in np.argsort(losses, kind="stable")[: max(1, len(starts) // 2)]]
         _log.info(
-            "Start selection, round %d: %d starts, validation loss best %.4g, median %.4g; keeping %d",
+            "Start selection, round %d: %d starts, validation loss best %.4g (%s), median %.4g; keeping %d",
             len(rounds),
             len(losses),
             min(losses),
+            starts[0][0],
             np.median(losses),
             len(starts),
         )
-    weights, optimizer_state = starts[0]
+    name, weights, optimizer_state = starts[0]
     model.set_weights(weights)
     for variable, value in zip(optimizer.variables, optimizer_state, strict=True):
         variable.assign(value)
-    return model, rounds
+    return model, rounds, name
+
+
+def _spectral_start(config, n_features, train_ds, n_train):
+    """Weights of a model whose encoder maps a sample of the training rows to their
+    spectral coordinates (``autoenc.spectral``) and whose decoder was then fitted
+    to that encoder, with the encoder frozen. Training the whole network at once
+    from there keeps the unfolded encoding; training it with a random decoder from
+    the first step does not (measured on the article's curve: the encoder's order
+    along the curve is lost within a few epochs).
+
+    Returns:
+        The weights, or ``None`` when the training rows are too few for the graph.
+    """
+    import keras
+    import tensorflow as tf
+
+    from autoenc.models import LATENT_LAYER
+    from autoenc.spectral import spectral_coordinates
+
+    latent_dim = config.resolved_latent_dim(n_features)
+    rows = []
+    for x, _ in train_ds:
+        rows.append(x.numpy())
+        if sum(len(r) for r in rows) >= SPECTRAL_SAMPLE_ROWS:
+            break
+    sample = np.concatenate(rows)[:SPECTRAL_SAMPLE_ROWS]
+    if len(sample) < max(20, latent_dim + 2):
+        _log.info("Spectral start skipped: %d training rows are too few for the graph", len(sample))
+        return None
+    started = time.time()
+    target = spectral_coordinates(sample, latent_dim).astype(np.float32)
+    model = _new_model(config, n_features, config.seed * 1000 + config.n_init)
+    encoder = keras.Model(model.inputs, model.get_layer(LATENT_LAYER).output)
+    encoder.compile(optimizer=keras.optimizers.Adam(config.learning_rate), loss="mse")
+    batch = min(64, len(sample))
+    pairs = tf.data.Dataset.from_tensor_slices((sample, target)).shuffle(len(sample), seed=config.seed)
+    history = encoder.fit(
+        pairs.repeat().batch(batch),
+        steps_per_epoch=SPECTRAL_ENCODER_STEPS,
+        epochs=1,
+        verbose=0,
+        shuffle=False,
+    )
+    encoder_loss = history.history["loss"][-1]
+    for layer in encoder.layers:
+        layer.trainable = False
+    model.compile(optimizer=keras.optimizers.Adam(config.learning_rate), loss="mse")
+    history = model.fit(
+        train_ds.repeat(), steps_per_epoch=SPECTRAL_DECODER_STEPS, epochs=1, verbose=0, shuffle=False
+    )
+    for layer in encoder.layers:
+        layer.trainable = True
+    _log.info(
+        "Spectral start from %d rows in %.1f s: encoder fit loss %.3g, decoder fit loss %.3g",
+        len(sample),
+        time.time() - started,
+        encoder_loss,
+        history.history["loss"][-1],
+    )
+    return model.get_weights()

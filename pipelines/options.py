@@ -9,7 +9,7 @@ from __future__ import annotations
 from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions, _BeamArgumentParser
 
 from autoenc.errors import ConfigError
-from autoenc.training import TrainingConfig
+from autoenc.training import INITS, TrainingConfig
 
 FORMATS = ("parquet", "tfrecord")
 DEFAULTS = TrainingConfig()
@@ -135,11 +135,20 @@ class TrainOptions(PipelineOptions):
             f"quantile of validation errors. Default: {DEFAULTS.contamination}.",
         )
         parser.add_argument(
+            "--init",
+            choices=INITS,
+            default=DEFAULTS.init,
+            help="How the first start is made: 'spectral' fits the encoder to the "
+            "spectral coordinates of a sample of the rows (guards against folded "
+            "encodings), 'random' draws it like the others. Default: "
+            f"{DEFAULTS.init}.",
+        )
+        parser.add_argument(
             "--n_init",
             type=int,
             default=DEFAULTS.n_init,
-            help="Initializations tried: each gets a short warm-up and the best is "
-            f"trained to the end (guards against unlucky starts). Default: {DEFAULTS.n_init}.",
+            help="Starts tried: each gets short warm-ups, the worse half is dropped "
+            f"after each, and the last is trained to the end. Default: {DEFAULTS.n_init}.",
         )
         parser.add_argument(
             "--seed",

@@ -121,6 +121,7 @@ def run(argv=None, save_main_session=True):
         validation_fraction=opt.validation_fraction,
         contamination=opt.contamination,
         seed=opt.seed,
+        init=opt.init,
         n_init=opt.n_init,
     )
     started = time.time()
@@ -198,6 +199,7 @@ def run(argv=None, save_main_session=True):
             "val_loss": result.val_loss,
             "best_epoch": result.best_epoch,
             "warmup_val_loss": result.warmup,
+            "start": result.start,
         },
         rows={
             "read": counts["read"],

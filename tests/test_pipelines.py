@@ -182,7 +182,13 @@ def test_training_rejects_bad_rows_into_the_version_directory(tmp_path):
         tmp_path / "train.parquet",
     )
     artifact = train.run(
-        [f"--input={tmp_path / 'train.parquet'}", f"--model_dir={tmp_path / 'm'}", "--epochs=2", "--n_init=1"]
+        [
+            f"--input={tmp_path / 'train.parquet'}",
+            f"--model_dir={tmp_path / 'm'}",
+            "--epochs=2",
+            "--n_init=1",
+            "--init=random",
+        ]
         + TINY_TRAIN_ARGS[:4],
         save_main_session=False,
     )
@@ -202,7 +208,13 @@ def test_tfrecord_train_and_score(tmp_path, gzip):
             article_table(300, seed=10 + i, id_prefix=f"f{i}"), str(tmp_path / f"part{i}{suffix}"), gzip=gzip
         )
     artifact = train.run(
-        [f"--input={tmp_path / ('*' + suffix)}", f"--model_dir={tmp_path / 'm'}", "--epochs=2", "--n_init=1"]
+        [
+            f"--input={tmp_path / ('*' + suffix)}",
+            f"--model_dir={tmp_path / 'm'}",
+            "--epochs=2",
+            "--n_init=1",
+            "--init=random",
+        ]
         + TINY_TRAIN_ARGS[:4],
         save_main_session=False,
     )

@@ -1,8 +1,12 @@
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
+from autoenc import training
+from autoenc.datasets import article_features
 from autoenc.errors import ConfigError
+from autoenc.models import LATENT_LAYER
 from autoenc.preprocessing import MomentStats, Normalizer
 from autoenc.training import TrainingConfig, encode_chunk, fit, make_dataset
 
@@ -24,6 +28,7 @@ def stage(tmp_path, name, x, chunk=37):
         ({"learning_rate": -1.0}, "learning_rate"),
         ({"n_init": 0}, "n_init"),
         ({"contamination": 1.0}, "contamination"),
+        ({"init": "pca"}, "init"),
     ],
 )
 def test_config_rejects_out_of_range_values(kwargs, name):
@@ -51,7 +56,9 @@ def test_fit_tries_several_starts_and_learns(tmp_path, rng):
     z = rng.uniform(-1, 1, size=(1200, 1))
     x = np.hstack([z, 2 * z, -z]) + rng.normal(scale=0.01, size=(1200, 3))
     norm = Normalizer.from_stats(MomentStats.from_array(x[:1000]))
-    config = TrainingConfig(latent_dim=1, hidden_units=(16,), epochs=30, n_init=3, batch_size=64)
+    config = TrainingConfig(
+        latent_dim=1, hidden_units=(16,), epochs=30, init="random", n_init=3, batch_size=64
+    )
     result = fit(
         config,
         n_features=3,
@@ -86,7 +93,9 @@ def test_fit_needs_rows(tmp_path):
 def test_start_selection_halves_each_round(tmp_path, rng):
     x = rng.normal(size=(640, 2))
     norm = Normalizer.from_stats(MomentStats.from_array(x[:512]))
-    config = TrainingConfig(latent_dim=1, hidden_units=(4,), epochs=1, n_init=12, batch_size=128)
+    config = TrainingConfig(
+        latent_dim=1, hidden_units=(4,), epochs=1, init="random", n_init=12, batch_size=128
+    )
     result = fit(
         config,
         n_features=2,
@@ -98,3 +107,54 @@ def test_start_selection_halves_each_round(tmp_path, rng):
         verbose=0,
     )
     assert [len(r) for r in result.warmup] == [12, 6, 3]
+
+
+def spearman(a, b):
+    ra, rb = np.argsort(np.argsort(a)), np.argsort(np.argsort(b))
+    return float(np.corrcoef(ra, rb)[0, 1])
+
+
+def test_spectral_start_orders_the_curve_and_wins_the_selection(tmp_path, rng, monkeypatch):
+    """On the article's curve the spectral start's encoder follows z monotonically,
+    and the start selection keeps it over random starts."""
+    monkeypatch.setattr(training, "SPECTRAL_SAMPLE_ROWS", 600)
+    monkeypatch.setattr(training, "SPECTRAL_ENCODER_STEPS", 600)
+    monkeypatch.setattr(training, "SPECTRAL_DECODER_STEPS", 300)
+    z = rng.uniform(-5, 5, 1200)
+    x = article_features(z)
+    norm = Normalizer.from_stats(MomentStats.from_array(x[:1000]))
+    config = TrainingConfig(latent_dim=1, hidden_units=(32, 32), epochs=1, n_init=4, batch_size=64)
+    result = fit(
+        config,
+        n_features=4,
+        normalizer=norm,
+        train_files=stage(tmp_path, "t", x[:1000]),
+        val_files=stage(tmp_path, "v", x[1000:]),
+        n_train=1000,
+        n_val=200,
+        verbose=0,
+    )
+    assert result.start == "spectral"
+    assert [len(r) for r in result.warmup] == [4, 2]
+    encoder = keras.Model(result.model.inputs, result.model.get_layer(LATENT_LAYER).output)
+    latent = encoder.predict(norm.transform(x).astype("float32"), verbose=0)[:, 0]
+    assert abs(spearman(latent, z)) > 0.99
+
+
+def test_spectral_start_alone_and_its_fallback_on_too_few_rows(tmp_path, rng, monkeypatch):
+    monkeypatch.setattr(training, "SPECTRAL_ENCODER_STEPS", 20)
+    monkeypatch.setattr(training, "SPECTRAL_DECODER_STEPS", 20)
+    for n_train, expected in [(200, "spectral"), (12, "random 0")]:
+        x = rng.normal(size=(n_train + 20, 3))
+        norm = Normalizer.from_stats(MomentStats.from_array(x))
+        result = fit(
+            TrainingConfig(latent_dim=1, hidden_units=(8,), epochs=1, n_init=1),
+            n_features=3,
+            normalizer=norm,
+            train_files=stage(tmp_path, f"t{n_train}", x[:n_train]),
+            val_files=stage(tmp_path, f"v{n_train}", x[n_train:]),
+            n_train=n_train,
+            n_val=20,
+            verbose=0,
+        )
+        assert (result.start, result.warmup) == (expected, [])
