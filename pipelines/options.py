@@ -6,7 +6,12 @@ Every standard Beam option (``--runner``, ``--direct_num_workers``,
 
 from __future__ import annotations
 
-from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions, _BeamArgumentParser
+from apache_beam.options.pipeline_options import (
+    PipelineOptions,
+    SetupOptions,
+    StandardOptions,
+    _BeamArgumentParser,
+)
 
 from autoenc.errors import ConfigError
 from autoenc.training import INITS, TrainingConfig
@@ -219,6 +224,23 @@ def require(options, *names: str) -> None:
         raise ConfigError(f"Missing required option(s): {', '.join(missing)}. Run with --help for usage.")
 
 
+def check_runner(options: PipelineOptions) -> None:
+    """Refuses runners known to lose data with autoenc's pipelines.
+
+    Raises:
+        ConfigError: ``--runner`` names the DaskRunner.
+    """
+    runner = options.view_as(StandardOptions).runner
+    name = runner if isinstance(runner, str) else type(runner).__name__ if runner else ""
+    if name.rsplit(".", 1)[-1].lower() in ("dask", "daskrunner"):
+        raise ConfigError(
+            f"--runner={name} is not supported: Beam 2.77's DaskRunner silently loses data "
+            "(outputs emitted in finish_bundle are dropped, so file sinks write empty files, "
+            "and Read transforms are not translated). Use the DirectRunner, PrismRunner, "
+            "FlinkRunner, SparkRunner or DataflowRunner."
+        )
+
+
 def parse(argv, *, save_main_session: bool) -> PipelineOptions:
     """Checks ``argv`` and returns the pipeline options of an autoenc job.
 
@@ -228,6 +250,7 @@ def parse(argv, *, save_main_session: bool) -> PipelineOptions:
     argv = list(argv or [])
     check_known_args(argv)
     options = PipelineOptions(argv)
+    check_runner(options)
     options.view_as(SetupOptions).save_main_session = save_main_session
     require(options.view_as(InputOptions), "input", "model_dir")
     return options

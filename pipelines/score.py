@@ -11,7 +11,12 @@ model directory written by ``autoenc train``. Output under ``--output``:
 * ``rejected/part-*.parquet``: rows that failed validation, with their values,
   ``reason``, ``source_file`` and ``source_row``;
 * ``summary.json``: counts (read = scored + rejected), threshold, model version,
-  wall time. Written last, only when the job succeeded.
+  wall time. Deleted when a run starts and written last, only when the job
+  succeeded: a scheduler checks for it.
+
+Outputs are written under ``--output/.attempt/`` and moved into place when
+the job succeeded, so re-running with the same ``--output`` replaces the earlier
+result with no stale, duplicate or partial shards, even after a killed run.
 
 The hot path is columnar (Arrow batches -> numpy -> one model call per batch ->
 Arrow), and the model is loaded once per worker process.
@@ -120,19 +125,23 @@ def run(argv=None, save_main_session=True) -> dict:
     out_schema = scores_schema(pa.schema([schema.field(name) for name in keep]))
     print(f"autoenc score: {len(files)} file(s) with model version {artifact.version}", file=sys.stderr)
 
-    info_path = artifacts.join(opt.output, RUN_INFO)
+    # Everything is written under a fresh attempt directory and moved into place
+    # only when the job succeeded, so a re-run with the same --output replaces
+    # the earlier result cleanly, whatever a killed run left behind.
+    attempt_dir = io.start_attempt(opt.output)
+    info_path = artifacts.join(attempt_dir, RUN_INFO)
     with beam.Pipeline(options=options) as p:
         chunks = p | "ReadRecords" >> io.ReadRecords(
             inp.input, fmt=fmt, schema=schema, spec=spec, batch_rows=inp.read_batch_rows
         )
         checked = chunks | "Validate" >> transforms.Validate(spec, keep_columns=keep)
         checked[transforms.REJECTED] | "WriteRejected" >> io.WriteParquet(
-            artifacts.join(opt.output, "rejected"), rejected_schema(schema)
+            artifacts.join(attempt_dir, "rejected"), rejected_schema(schema)
         )
         scored = checked.valid | "Score" >> beam.ParDo(
             _ScoreFn(inp.model_dir, artifact.version, out_schema)
         ).with_outputs(transforms.COUNTS, main="scores")
-        scored.scores | "WriteScores" >> io.WriteParquet(artifacts.join(opt.output, "scores"), out_schema)
+        scored.scores | "WriteScores" >> io.WriteParquet(artifacts.join(attempt_dir, "scores"), out_schema)
         (
             [checked[transforms.COUNTS], scored[transforms.COUNTS]]
             | "AllCounts" >> beam.Flatten()
@@ -141,6 +150,9 @@ def run(argv=None, save_main_session=True) -> dict:
 
     counts = transforms.read_run_info(info_path)["counts"]
     counts = {k: counts.get(k, 0) for k in ("read", "scored", "rejected", "anomalies")}
+    if counts["read"] != counts["scored"] + counts["rejected"]:
+        raise RuntimeError(f"Row counts do not reconcile: {counts}. This is a bug in autoenc.")
+    io.commit_attempt(opt.output, attempt_dir, ("scores", "rejected"))
     summary = {
         "counts": counts,
         "reconciled": counts["read"] == counts["scored"] + counts["rejected"],
@@ -165,8 +177,6 @@ def run(argv=None, save_main_session=True) -> dict:
         f"  summary:  {artifacts.join(opt.output, 'summary.json')}",
         file=sys.stderr,
     )
-    if not summary["reconciled"]:
-        raise RuntimeError(f"Row counts do not reconcile: {counts}. This is a bug in autoenc.")
     return summary
 
 

@@ -310,6 +310,15 @@ def test_error_unknown_option_and_bad_value(article_parquet, tmp_path):
         train.run([f"--input={article_parquet}", f"--model_dir={tmp_path}", "--validation_fraction=1.5"])
 
 
+@pytest.mark.parametrize("runner", ["DaskRunner", "dask", "apache_beam.runners.dask.dask_runner.DaskRunner"])
+def test_dask_runner_is_refused_before_anything_runs(tmp_path, runner):
+    common = [f"--input={tmp_path / 'none.parquet'}", f"--model_dir={tmp_path}", f"--runner={runner}"]
+    for argv, job in [(common, train), ([*common, f"--output={tmp_path / 'o'}"], score)]:
+        # The input does not exist: the runner is checked first.
+        with pytest.raises(ConfigError, match="DaskRunner silently loses data"):
+            job.run(argv)
+
+
 def test_cli_prints_one_paragraph_and_exits_nonzero(tmp_path, capsys):
     status = cli.main(
         [
@@ -331,3 +340,44 @@ def test_cli_help_lists_the_options(capsys):
     out = capsys.readouterr().out
     for flag in ("--input", "--model_dir", "--latent_dim", "--contamination", "--format"):
         assert flag in out
+
+
+def test_rerun_replaces_the_output_cleanly_even_after_a_killed_run(tiny_model_dir, article_parquet, tmp_path):
+    """Run, plant a stale shard (as from an earlier run with two shards), start a
+    second run and kill it half-way, then run again: the output holds exactly the
+    last run's shards, no attempt directory is left, and summary.json is absent
+    after the kill (a scheduler sees the failure) and present after the re-run."""
+    import shutil
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "out"
+    argv = [f"--input={article_parquet}", f"--model_dir={tiny_model_dir}", f"--output={out}"]
+    score.run(argv)
+    first = sorted(os.listdir(out / "scores"))
+    shutil.copy(out / "scores" / first[0], out / "scores" / "part-00001-of-00002.parquet")
+
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pipelines.score", *argv],
+        cwd=repo,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.time() + 120
+    while not (out / ".attempt").exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.005)
+    assert proc.poll() is None, "the run ended before it could be killed half-way"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert (out / ".attempt").exists()  # killed while writing
+    assert not (out / "summary.json").exists()
+
+    summary = score.run(argv)
+    assert sorted(os.listdir(out)) == ["rejected", "scores", "summary.json"]
+    assert "part-00001-of-00002.parquet" not in os.listdir(out / "scores")
+    scores, rejected = read(out / "scores"), read(out / "rejected")
+    assert scores.num_rows + rejected.num_rows == 2000 == summary["counts"]["read"]
+    assert len(set(scores["id"].to_pylist())) == scores.num_rows
