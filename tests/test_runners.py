@@ -14,13 +14,21 @@ Where the runners come from:
 * ``flink``: ``AUTOENC_FLINK_JOB_SERVER_JAR``, else the Maven cache's
   ``org.apache.beam:beam-runners-flink-2.2-job-server:2.77.0``;
 * ``spark``: ``AUTOENC_SPARK_JOB_SERVER_JAR``, else the Maven cache's
-  ``org.apache.beam:beam-runners-spark-3-job-server:2.77.0``.
+  ``org.apache.beam:beam-runners-spark-3-job-server:2.77.0``;
+* ``external_setup_file`` (workers without autoenc): prism, plus
+  ``AUTOENC_WORKER_PYTHON`` (default ``~/.cache/autoenc/worker-venv/bin/python``:
+  a virtualenv with apache-beam, tensorflow, pyarrow, numpy and google-crc32c
+  but not autoenc) and ``AUTOENC_SDK_BOOT`` (default
+  ``~/.cache/autoenc/boot-2.77.0/container``: Beam's Python SDK boot program,
+  ``go install github.com/apache/beam/sdks/v2/python/container@v2.77.0``).
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import socket
+import subprocess
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -30,6 +38,7 @@ from autoenc.artifact import load_artifact
 from pipelines import demo, score, train
 
 pytestmark = pytest.mark.runners
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 BEAM_VERSION = "2.77.0"
 TRAIN_ARGS = [
@@ -44,8 +53,7 @@ TRAIN_ARGS = [
 
 
 def _unavailable(name: str, reason: str):
-    required = [r.strip() for r in os.environ.get("AUTOENC_REQUIRE_RUNNERS", "").split(",")]
-    if name in required:
+    if name in _required():
         pytest.fail(f"runner {name} is required (AUTOENC_REQUIRE_RUNNERS) but unavailable: {reason}")
     pytest.skip(reason)
 
@@ -135,8 +143,83 @@ def _sorted(directory, key="id"):
 
 @pytest.mark.parametrize("runner", ["direct_multi_processing", "prism", "flink", "spark"])
 def test_runner_matches_the_direct_runner(reference, runner):
-    extra = runner_args(runner)
-    workdir = reference["root"] / runner
+    _compare_with_reference(reference, reference["root"] / runner, runner_args(runner))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        return s.getsockname()[1]
+
+
+def test_workers_without_autoenc_get_it_from_setup_file(reference, tmp_path):
+    """SDK workers run from another virtualenv that has Beam and the third-party
+    dependencies but not autoenc (an EXTERNAL worker pool whose workers start
+    through Beam's container boot program, as on a cluster); the job ships
+    autoenc with --setup_file, and the results match the DirectRunner's."""
+    name = "external_setup_file"
+    prism_args = runner_args("prism")
+    python = os.environ.get("AUTOENC_WORKER_PYTHON") or os.path.expanduser(
+        "~/.cache/autoenc/worker-venv/bin/python"
+    )
+    boot = os.environ.get("AUTOENC_SDK_BOOT") or os.path.expanduser(
+        f"~/.cache/autoenc/boot-{BEAM_VERSION}/container"
+    )
+    for path, what in [(python, "worker virtualenv python"), (boot, "Beam Python SDK boot program")]:
+        if not os.path.isfile(path):
+            _unavailable(name, f"no {what} (looked at {path}); .ci/run shows how to make it")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["PATH"] = f"{os.path.dirname(python)}:{env['PATH']}"
+    env["RUN_PYTHON_SDK_IN_DEFAULT_ENVIRONMENT"] = "1"  # install into that virtualenv
+    subprocess.run(
+        [python, "-m", "pip", "uninstall", "-q", "-y", "autoenc"], env=env, cwd=tmp_path, check=True
+    )
+    probe = subprocess.run([python, "-c", "import autoenc"], env=env, cwd=tmp_path, capture_output=True)
+    assert probe.returncode != 0, "the worker virtualenv must not have autoenc before the job"
+    port = _free_port()
+    log = open(tmp_path / "pool.log", "w")
+    pool = subprocess.Popen(
+        [
+            python,
+            "-m",
+            "apache_beam.runners.worker.worker_pool_main",
+            f"--service_port={port}",
+            f"--container_executable={boot}",
+        ],
+        env=env,
+        cwd=tmp_path,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        extra = [
+            *prism_args,
+            "--environment_type=EXTERNAL",
+            f"--environment_config=localhost:{port}",
+            f"--setup_file={os.path.join(ROOT, 'setup.py')}",
+        ]
+        _compare_with_reference(reference, reference["root"] / name, extra)
+    finally:
+        pool.terminate()
+        pool.wait(timeout=30)
+        log.close()
+    installed = subprocess.run(
+        [python, "-c", "import autoenc, os; print(os.path.dirname(autoenc.__file__))"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    assert installed.startswith(os.path.dirname(os.path.dirname(python)))  # the staged copy, installed there
+    assert "workflow.tar.gz" in (tmp_path / "pool.log").read_text()
+
+
+def _required() -> list[str]:
+    return [r.strip() for r in os.environ.get("AUTOENC_REQUIRE_RUNNERS", "").split(",")]
+
+
+def _compare_with_reference(reference, workdir, extra):
     got = _run_both(str(workdir), extra)
 
     # Training's Beam stage: the same counts, statistics and rejected rows.
