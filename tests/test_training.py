@@ -11,6 +11,22 @@ from autoenc.preprocessing import MomentStats, Normalizer
 from autoenc.training import TrainingConfig, encode_chunk, fit, make_dataset
 
 
+def fit_split(tmp_path, config, x, n_train, tag=""):
+    """Fits ``config`` on rows ``x[:n_train]``, validating on the rest."""
+    norm = Normalizer.from_stats(MomentStats.from_array(x[:n_train]))
+    result = fit(
+        config,
+        n_features=x.shape[1],
+        normalizer=norm,
+        train_files=stage(tmp_path, f"t{tag}", x[:n_train]),
+        val_files=stage(tmp_path, f"v{tag}", x[n_train:]),
+        n_train=n_train,
+        n_val=len(x) - n_train,
+        verbose=0,
+    )
+    return result, norm
+
+
 def stage(tmp_path, name, x, chunk=37):
     path = str(tmp_path / f"{name}.tfrecord")
     with tf.io.TFRecordWriter(path) as w:
@@ -55,20 +71,10 @@ def test_dataset_streams_every_row_normalized(tmp_path, rng):
 def test_fit_tries_several_starts_and_learns(tmp_path, rng):
     z = rng.uniform(-1, 1, size=(1200, 1))
     x = np.hstack([z, 2 * z, -z]) + rng.normal(scale=0.01, size=(1200, 3))
-    norm = Normalizer.from_stats(MomentStats.from_array(x[:1000]))
     config = TrainingConfig(
         latent_dim=1, hidden_units=(16,), epochs=30, init="random", n_init=3, batch_size=64
     )
-    result = fit(
-        config,
-        n_features=3,
-        normalizer=norm,
-        train_files=stage(tmp_path, "t", x[:1000]),
-        val_files=stage(tmp_path, "v", x[1000:]),
-        n_train=1000,
-        n_val=200,
-        verbose=0,
-    )
+    result, _ = fit_split(tmp_path, config, x, 1000)
     assert [len(r) for r in result.warmup] == [3]  # 3 starts, one round keeps 1
     assert len(result.loss) == len(result.val_loss)
     assert min(result.val_loss) <= min(result.warmup[-1])
@@ -92,20 +98,10 @@ def test_fit_needs_rows(tmp_path):
 
 def test_start_selection_halves_each_round(tmp_path, rng):
     x = rng.normal(size=(640, 2))
-    norm = Normalizer.from_stats(MomentStats.from_array(x[:512]))
     config = TrainingConfig(
         latent_dim=1, hidden_units=(4,), epochs=1, init="random", n_init=12, batch_size=128
     )
-    result = fit(
-        config,
-        n_features=2,
-        normalizer=norm,
-        train_files=stage(tmp_path, "t", x[:512]),
-        val_files=stage(tmp_path, "v", x[512:]),
-        n_train=512,
-        n_val=128,
-        verbose=0,
-    )
+    result, _ = fit_split(tmp_path, config, x, 512)
     assert [len(r) for r in result.warmup] == [12, 6, 3]
 
 
@@ -122,18 +118,8 @@ def test_spectral_start_orders_the_curve_and_wins_the_selection(tmp_path, rng, m
     monkeypatch.setattr(training, "SPECTRAL_DECODER_STEPS", 300)
     z = rng.uniform(-5, 5, 1200)
     x = article_features(z)
-    norm = Normalizer.from_stats(MomentStats.from_array(x[:1000]))
     config = TrainingConfig(latent_dim=1, hidden_units=(32, 32), epochs=1, n_init=4, batch_size=64)
-    result = fit(
-        config,
-        n_features=4,
-        normalizer=norm,
-        train_files=stage(tmp_path, "t", x[:1000]),
-        val_files=stage(tmp_path, "v", x[1000:]),
-        n_train=1000,
-        n_val=200,
-        verbose=0,
-    )
+    result, norm = fit_split(tmp_path, config, x, 1000)
     assert result.start == "spectral"
     assert [len(r) for r in result.warmup] == [4, 2]
     encoder = keras.Model(result.model.inputs, result.model.get_layer(LATENT_LAYER).output)
@@ -146,15 +132,6 @@ def test_spectral_start_alone_and_its_fallback_on_too_few_rows(tmp_path, rng, mo
     monkeypatch.setattr(training, "SPECTRAL_DECODER_STEPS", 20)
     for n_train, expected in [(200, "spectral"), (12, "random 0")]:
         x = rng.normal(size=(n_train + 20, 3))
-        norm = Normalizer.from_stats(MomentStats.from_array(x))
-        result = fit(
-            TrainingConfig(latent_dim=1, hidden_units=(8,), epochs=1, n_init=1),
-            n_features=3,
-            normalizer=norm,
-            train_files=stage(tmp_path, f"t{n_train}", x[:n_train]),
-            val_files=stage(tmp_path, f"v{n_train}", x[n_train:]),
-            n_train=n_train,
-            n_val=20,
-            verbose=0,
-        )
+        config = TrainingConfig(latent_dim=1, hidden_units=(8,), epochs=1, n_init=1)
+        result, _ = fit_split(tmp_path, config, x, n_train, tag=str(n_train))
         assert (result.start, result.warmup) == (expected, [])
