@@ -163,7 +163,7 @@ class ArtifactMetadata:
             check.fail("model.latent_dim", "a positive integer", latent_dim)
         return cls(
             spec=spec,
-            model_kind=check.get(model, "kind", str, where="model."),
+            model_kind=_model_kind(check, model),
             hyperparameters=check.get(model, "hyperparameters", dict, where="model."),
             latent_dim=latent_dim,
             normalization=Normalizer(mean=arrays["mean"], scale=arrays["scale"]),
@@ -388,6 +388,8 @@ def _save_keras(model, model_path: str) -> None:
 def _load_keras(model_path: str):
     import keras
 
+    import autoenc.models  # noqa: F401  (registers autoenc's custom layers for safe-mode loading)
+
     if "://" not in model_path:
         return keras.saving.load_model(model_path, compile=False, safe_mode=True)
     # Keras reads .keras files from local paths; copy remote ones first.
@@ -395,6 +397,15 @@ def _load_keras(model_path: str):
         local = os.path.join(tmp, MODEL_FILE)
         _gfile().copy(model_path, local)
         return keras.saving.load_model(local, compile=False, safe_mode=True)
+
+
+def _model_kind(check, model: dict) -> str:
+    from autoenc.training import MODEL_KINDS
+
+    kind = check.get(model, "kind", str, where="model.")
+    if kind not in MODEL_KINDS:
+        check.fail("model.kind", f"one of {', '.join(MODEL_KINDS)}", kind)
+    return kind
 
 
 def _check_model(model, metadata: ArtifactMetadata, model_path: str) -> None:

@@ -1,9 +1,15 @@
-"""Keras model factories.
+"""Keras model factories, one per model kind (``--model``).
 
 Every factory returns a functional ``keras.Model`` mapping normalized features to
 their reconstruction, with the bottleneck layer named ``"latent"``.
 ``scoring_model`` turns any of them into a model with two outputs, ``[latent,
 reconstruction]``, so scoring runs the network once per batch for both.
+
+Kinds: ``dense`` (the symmetric fully-connected autoencoder), ``sparse`` (the
+same with a ReLU latent under an L1 activity penalty), ``vae`` (variational:
+the latent is the posterior mean; sampling happens only in training), ``pca``
+(linear, weights fitted by SVD in ``autoenc.training``, not by gradient
+descent).
 
 Example:
     >>> model = build_dense(4, latent_dim=1, hidden_units=(8, 8))
@@ -20,6 +26,7 @@ import keras
 from autoenc.errors import ConfigError
 
 LATENT_LAYER = "latent"
+DECODER = "decoder"
 
 
 def build_dense(
@@ -28,6 +35,7 @@ def build_dense(
     latent_dim: int,
     hidden_units: Sequence[int] = (100, 100, 100),
     activation: str = "relu",
+    **_,
 ) -> keras.Model:
     """A symmetric fully-connected autoencoder.
 
@@ -47,12 +55,136 @@ def build_dense(
     Raises:
         ConfigError: a width is not a positive integer or the activation is unknown.
     """
+    inputs, x = _encoder(n_features, latent_dim, hidden_units, activation)
+    latent = keras.layers.Dense(latent_dim, name=LATENT_LAYER)(x)
+    outputs = _decoder_stack(latent, n_features, hidden_units, activation)
+    return keras.Model(inputs, outputs, name="dense_autoencoder")
+
+
+def build_sparse(
+    n_features: int,
+    *,
+    latent_dim: int,
+    hidden_units: Sequence[int] = (100, 100, 100),
+    activation: str = "relu",
+    sparsity: float = 1e-4,
+    **_,
+) -> keras.Model:
+    """A sparse autoencoder: ``build_dense`` with a ReLU latent whose activity
+    carries an L1 penalty of weight ``sparsity`` (mean over rows of the summed
+    absolute latent values), so most latent units are zero for a given row.
+
+    Raises:
+        ConfigError: as ``build_dense``, or ``sparsity`` is negative.
+    """
+    if not sparsity >= 0:
+        raise ConfigError(f"sparsity must be >= 0. Received: sparsity={sparsity!r}")
+    inputs, x = _encoder(n_features, latent_dim, hidden_units, activation)
+    latent = keras.layers.Dense(
+        latent_dim,
+        activation="relu",
+        activity_regularizer=keras.regularizers.L1(sparsity),
+        name=LATENT_LAYER,
+    )(x)
+    outputs = _decoder_stack(latent, n_features, hidden_units, activation)
+    return keras.Model(inputs, outputs, name="sparse_autoencoder")
+
+
+@keras.saving.register_keras_serializable(package="autoenc")
+class Sampling(keras.layers.Layer):
+    """The VAE's reparameterization: ``z = mean + exp(log_var / 2) * eps`` in
+    training, ``z = mean`` otherwise (so scoring is deterministic). Adds
+    ``beta * KL(q(z|x) || N(0, I)) / n_features`` to the model's losses, which
+    puts the KL term on the scale of the per-feature mean squared error.
+    """
+
+    def __init__(self, beta: float = 1.0, n_features: int = 1, seed: int | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.beta = float(beta)
+        self.n_features = int(n_features)
+        self.seed = seed
+        self._seed_generator = keras.random.SeedGenerator(seed)
+
+    def call(self, inputs, training=None):
+        mean, log_var = inputs
+        kl = -0.5 * keras.ops.sum(1.0 + log_var - keras.ops.square(mean) - keras.ops.exp(log_var), axis=-1)
+        self.add_loss(self.beta * keras.ops.mean(kl) / self.n_features)
+        if not training:
+            return mean
+        eps = keras.random.normal(keras.ops.shape(mean), seed=self._seed_generator)
+        return mean + keras.ops.exp(0.5 * log_var) * eps
+
+    def compute_output_shape(self, input_shape):
+        return input_shape[0]
+
+    def get_config(self):
+        return {**super().get_config(), "beta": self.beta, "n_features": self.n_features, "seed": self.seed}
+
+
+def build_vae(
+    n_features: int,
+    *,
+    latent_dim: int,
+    hidden_units: Sequence[int] = (100, 100, 100),
+    activation: str = "relu",
+    beta: float = 1.0,
+    **_,
+) -> keras.Model:
+    """A variational autoencoder.
+
+    The encoder gives a posterior mean (the ``"latent"`` layer: the latent vector
+    scoring reports) and log-variance; ``Sampling`` draws from it in training
+    and passes the mean through otherwise; the decoder is a nested model named
+    ``"decoder"`` that ``autoenc sample`` feeds draws from N(0, I).
+
+    Raises:
+        ConfigError: as ``build_dense``, or ``beta`` is negative.
+    """
+    if not beta >= 0:
+        raise ConfigError(f"beta must be >= 0. Received: beta={beta!r}")
+    inputs, x = _encoder(n_features, latent_dim, hidden_units, activation)
+    mean = keras.layers.Dense(latent_dim, name=LATENT_LAYER)(x)
+    log_var = keras.layers.Dense(
+        latent_dim, kernel_initializer="zeros", bias_initializer="zeros", name="latent_log_var"
+    )(x)
+    z = Sampling(beta=beta, n_features=n_features, name="sampling")([mean, log_var])
+    code = keras.Input(shape=(latent_dim,), name="code")
+    decoder = keras.Model(code, _decoder_stack(code, n_features, hidden_units, activation), name=DECODER)
+    return keras.Model(inputs, decoder(z), name="variational_autoencoder")
+
+
+def build_pca(n_features: int, *, latent_dim: int, **_) -> keras.Model:
+    """PCA as a linear autoencoder: ``latent = x V``, ``reconstruction = latent V^T``
+    for the top ``latent_dim`` principal directions ``V`` of the (z-scored,
+    zero-mean) training rows. ``autoenc.training`` sets the weights from an SVD.
+
+    Raises:
+        ConfigError: ``latent_dim`` is larger than ``n_features``.
+    """
+    _check_widths(n_features, latent_dim, ())
+    if latent_dim > n_features:
+        raise ConfigError(
+            f"pca needs latent_dim <= the number of features. Received: latent_dim={latent_dim} "
+            f"for {n_features} feature(s)."
+        )
+    inputs = keras.Input(shape=(n_features,), name="features")
+    latent = keras.layers.Dense(latent_dim, use_bias=False, name=LATENT_LAYER)(inputs)
+    outputs = keras.layers.Dense(n_features, use_bias=False, name="reconstruction")(latent)
+    return keras.Model(inputs, outputs, name="pca")
+
+
+def _check_widths(n_features, latent_dim, hidden_units) -> None:
     if n_features < 1:
         raise ConfigError(f"n_features must be >= 1. Received: n_features={n_features}")
     if latent_dim < 1:
         raise ConfigError(f"latent_dim must be >= 1. Received: latent_dim={latent_dim}")
     if any(u < 1 for u in hidden_units):
         raise ConfigError(f"hidden_units must all be >= 1. Received: hidden_units={list(hidden_units)}")
+
+
+def _encoder(n_features, latent_dim, hidden_units, activation):
+    """The input and the encoder's hidden stack, after checking the widths."""
+    _check_widths(n_features, latent_dim, hidden_units)
     try:
         keras.activations.get(activation)
     except ValueError as e:
@@ -64,16 +196,25 @@ def build_dense(
     x = inputs
     for i, units in enumerate(hidden_units):
         x = keras.layers.Dense(units, activation=activation, name=f"encoder_{i}")(x)
-    latent = keras.layers.Dense(latent_dim, name=LATENT_LAYER)(x)
-    x = latent
+    return inputs, x
+
+
+def _decoder_stack(x, n_features, hidden_units, activation):
+    """The mirrored hidden stack and the linear output layer, applied to ``x``."""
     for i, units in enumerate(reversed(hidden_units)):
         x = keras.layers.Dense(units, activation=activation, name=f"decoder_{i}")(x)
-    outputs = keras.layers.Dense(n_features, name="reconstruction")(x)
-    return keras.Model(inputs, outputs, name="dense_autoencoder")
+    return keras.layers.Dense(n_features, name="reconstruction")(x)
 
 
 # Model kinds by the name used in --model and in the artifact metadata.
-BUILDERS: dict[str, Callable[..., keras.Model]] = {"dense": build_dense}
+BUILDERS: dict[str, Callable[..., keras.Model]] = {
+    "dense": build_dense,
+    "sparse": build_sparse,
+    "vae": build_vae,
+    "pca": build_pca,
+}
+# Kinds fitted by gradient descent (the others have a closed-form fit).
+TRAINED_KINDS = ("dense", "sparse", "vae")
 
 
 def scoring_model(autoencoder: keras.Model) -> keras.Model:

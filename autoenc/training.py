@@ -39,6 +39,9 @@ SPECTRAL_SAMPLE_ROWS = 2000
 SPECTRAL_ENCODER_STEPS = 2000
 SPECTRAL_DECODER_STEPS = 1500
 INITS = ("spectral", "random")
+# The keys of autoenc.models.BUILDERS (kept here so that importing the config
+# does not import Keras).
+MODEL_KINDS = ("dense", "sparse", "vae", "pca")
 
 # Below this many bytes of staged training data the decoded rows are cached in
 # memory after the first epoch; above it every epoch streams from the files.
@@ -51,7 +54,8 @@ class TrainingConfig:
     hundred z-scored features.
 
     Attributes:
-        model: model kind (a key of ``autoenc.models.BUILDERS``).
+        model: model kind (a key of ``autoenc.models.BUILDERS``): ``dense``,
+            ``sparse``, ``vae`` or ``pca``.
         latent_dim: width of the latent vector; ``None`` picks ceil(sqrt(n_features)).
         hidden_units: encoder layer widths, mirrored in the decoder.
         activation: hidden-layer activation.
@@ -67,6 +71,8 @@ class TrainingConfig:
             (1 - contamination) quantile of validation errors.
         seed: seeds the split, the weights and the shuffling.
         shuffle_buffer: rows in the shuffle buffer of the streaming fit.
+        sparsity: ``sparse`` only: weight of the L1 penalty on the latent.
+        beta: ``vae`` only: weight of the KL term.
         init: ``"spectral"``: the first start is an encoder fitted to the spectral
             coordinates of a sample of the training rows (see
             ``autoenc.spectral``) and a decoder fitted to that encoder; the other
@@ -87,6 +93,8 @@ class TrainingConfig:
     contamination: float = 0.01
     seed: int = 0
     shuffle_buffer: int = 100_000
+    sparsity: float = 1e-4
+    beta: float = 1.0
     init: str = "spectral"
     n_init: int = 16
 
@@ -107,6 +115,9 @@ class TrainingConfig:
             (self.shuffle_buffer >= 1, "shuffle_buffer", ">= 1"),
             (self.n_init >= 1, "n_init", ">= 1"),
             (self.init in INITS, "init", f"one of {', '.join(INITS)}"),
+            (self.model in MODEL_KINDS, "model", f"one of {', '.join(MODEL_KINDS)}"),
+            (self.sparsity >= 0 and math.isfinite(self.sparsity), "sparsity", ">= 0"),
+            (self.beta >= 0 and math.isfinite(self.beta), "beta", ">= 0"),
         ]
         for ok, name, expected in checks:
             if not ok:
@@ -245,6 +256,8 @@ def fit(
     val_ds = make_dataset(
         val_files, batch_size=max(config.batch_size, 4096), n_rows=n_val, shuffle=False, **common
     )
+    if config.model == "pca":
+        return _fit_pca(config, n_features, train_ds, val_ds)
     model, warmup, start = _best_start(config, n_features, train_ds, val_ds, n_train, n_val, verbose)
     callbacks = [
         keras.callbacks.EarlyStopping(
@@ -274,6 +287,30 @@ def fit(
     )
 
 
+def _fit_pca(config: TrainingConfig, n_features: int, train_ds, val_ds) -> FitResult:
+    """PCA in one streaming pass: the Gram matrix of the normalized training rows
+    (float64), its top eigenvectors as the weights of ``build_pca``'s linear
+    encoder and decoder. The rows are z-scored with the training statistics, so
+    they have mean zero and no centring is needed."""
+    model = _new_model(config, n_features, config.seed)
+    gram = np.zeros((n_features, n_features))
+    n = 0
+    for x, _ in train_ds:
+        x = x.numpy().astype(np.float64)
+        gram += x.T @ x
+        n += len(x)
+    _, vectors = np.linalg.eigh(gram / max(n, 1))
+    top = vectors[:, ::-1][:, : config.resolved_latent_dim(n_features)]
+    # A deterministic sign: the largest loading of each direction is positive.
+    top = top * np.sign(top[np.abs(top).argmax(axis=0), np.arange(top.shape[1])])
+    model.set_weights([top.astype(np.float32), top.T.astype(np.float32)])
+    model.compile(loss="mse")
+    loss = float(model.evaluate(train_ds, verbose=0))
+    val_loss = float(model.evaluate(val_ds, verbose=0))
+    _log.info("PCA from %d rows: training loss %.4g, validation loss %.4g", n, loss, val_loss)
+    return FitResult(model=model, loss=[loss], val_loss=[val_loss], best_epoch=1, start="svd")
+
+
 def _new_model(config: TrainingConfig, n_features: int, seed: int):
     """A freshly initialized, uncompiled model of ``config``'s kind."""
     import keras
@@ -286,6 +323,8 @@ def _new_model(config: TrainingConfig, n_features: int, seed: int):
         latent_dim=config.resolved_latent_dim(n_features),
         hidden_units=config.hidden_units,
         activation=config.activation,
+        sparsity=config.sparsity,
+        beta=config.beta,
     )
 
 

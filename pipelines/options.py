@@ -14,7 +14,7 @@ from apache_beam.options.pipeline_options import (
 )
 
 from autoenc.errors import ConfigError
-from autoenc.training import INITS, TrainingConfig
+from autoenc.training import INITS, MODEL_KINDS, TrainingConfig
 
 FORMATS = ("parquet", "tfrecord")
 DEFAULTS = TrainingConfig()
@@ -80,6 +80,26 @@ class TrainOptions(PipelineOptions):
             type=name_list,
             default=(),
             help="Comma-separated columns that identify a row; copied to the scores.",
+        )
+        parser.add_argument(
+            "--model",
+            choices=MODEL_KINDS,
+            default=DEFAULTS.model,
+            help="Model kind: dense (fully connected), sparse (L1 penalty on a ReLU "
+            "latent), vae (variational; latent = posterior mean), pca (linear "
+            f"baseline fitted by SVD). Default: {DEFAULTS.model}.",
+        )
+        parser.add_argument(
+            "--sparsity",
+            type=float,
+            default=DEFAULTS.sparsity,
+            help=f"sparse only: weight of the L1 penalty on the latent. Default: {DEFAULTS.sparsity}.",
+        )
+        parser.add_argument(
+            "--beta",
+            type=float,
+            default=DEFAULTS.beta,
+            help=f"vae only: weight of the KL term. Default: {DEFAULTS.beta}.",
         )
         parser.add_argument(
             "--latent_dim",

@@ -111,6 +111,9 @@ def run(argv=None, save_main_session=True):
     inp = options.view_as(InputOptions)
     opt = options.view_as(TrainOptions)
     config = TrainingConfig(
+        model=opt.model,
+        sparsity=opt.sparsity,
+        beta=opt.beta,
         latent_dim=opt.latent_dim,
         hidden_units=tuple(opt.hidden_units),
         activation=opt.activation,

@@ -135,3 +135,18 @@ def test_spectral_start_alone_and_its_fallback_on_too_few_rows(tmp_path, rng, mo
         config = TrainingConfig(latent_dim=1, hidden_units=(8,), epochs=1, n_init=1)
         result, _ = fit_split(tmp_path, config, x, n_train, tag=str(n_train))
         assert (result.start, result.warmup) == (expected, [])
+
+
+def test_pca_fit_matches_numpy_svd(tmp_path, rng):
+    """The pca kind reconstructs like numpy's SVD of the z-scored training rows."""
+    mixing = rng.normal(size=(3, 6))
+    x = rng.normal(size=(900, 3)) @ mixing + rng.normal(scale=0.1, size=(900, 6))
+    config = TrainingConfig(model="pca", latent_dim=2)
+    result, norm = fit_split(tmp_path, config, x, 700)
+    assert (result.start, len(result.loss), result.best_epoch) == ("svd", 1, 1)
+    z = norm.transform(x).astype(np.float64)
+    _, _, vt = np.linalg.svd(z[:700], full_matrices=False)
+    expected = z @ vt[:2].T @ vt[:2]
+    got = result.model.predict(z.astype("float32"), verbose=0)
+    np.testing.assert_allclose(got, expected, atol=2e-4)
+    assert result.val_loss[0] == pytest.approx(np.mean((expected[700:] - z[700:]) ** 2), rel=1e-3)

@@ -1,0 +1,52 @@
+import keras
+import numpy as np
+import pytest
+
+from autoenc.errors import ConfigError
+from autoenc.models import BUILDERS, DECODER, LATENT_LAYER, build_pca, build_sparse, build_vae, scoring_model
+from autoenc.training import MODEL_KINDS
+
+
+def test_every_kind_has_a_builder_with_the_shared_contract():
+    assert tuple(BUILDERS) == MODEL_KINDS
+    for kind, build in BUILDERS.items():
+        model = build(5, latent_dim=2, hidden_units=(8,), activation="relu", sparsity=1e-3, beta=0.5)
+        latent, reconstruction = scoring_model(model).outputs
+        assert tuple(latent.shape) == (None, 2), kind
+        assert tuple(reconstruction.shape) == (None, 5), kind
+        assert model.get_layer(LATENT_LAYER) is not None
+
+
+def test_vae_samples_in_training_and_passes_the_mean_otherwise():
+    keras.utils.set_random_seed(0)
+    model = build_vae(4, latent_dim=2, hidden_units=(16,))
+    x = np.random.default_rng(0).normal(size=(64, 4)).astype("float32")
+    inference = [model(x, training=False).numpy() for _ in range(2)]
+    np.testing.assert_array_equal(inference[0], inference[1])
+    assert not np.allclose(model(x, training=True).numpy(), inference[0])
+    # The KL term is a model loss, and it is zero only for a posterior equal to the prior.
+    model(x, training=True)
+    assert len(model.losses) == 1 and float(model.losses[0]) >= 0
+    assert model.get_layer(DECODER).inputs[0].shape[-1] == 2
+
+
+def test_sparse_latent_is_non_negative_and_penalized():
+    model = build_sparse(4, latent_dim=6, hidden_units=(16,), sparsity=1e-2)
+    x = np.random.default_rng(1).normal(size=(32, 4)).astype("float32")
+    latent = keras.Model(model.inputs, model.get_layer(LATENT_LAYER).output)(x).numpy()
+    assert (latent >= 0).all()
+    model(x)
+    assert len(model.losses) == 1 and float(model.losses[0]) >= 0
+
+
+@pytest.mark.parametrize(
+    "build, kwargs, match",
+    [
+        (build_pca, {"latent_dim": 5}, "pca needs latent_dim <= the number of features"),
+        (build_sparse, {"latent_dim": 2, "sparsity": -1.0}, "sparsity must be >= 0"),
+        (build_vae, {"latent_dim": 2, "beta": -0.1}, "beta must be >= 0"),
+    ],
+)
+def test_bad_hyperparameters_are_clear_errors(build, kwargs, match):
+    with pytest.raises(ConfigError, match=match):
+        build(4, **kwargs)
