@@ -147,9 +147,9 @@ class ArtifactMetadata:
                 if all(isinstance(v, (int, float)) for v in value)
                 else None
             )
-            if array is None or array.shape != (spec.n_features,) or not np.isfinite(array).all():
+            if array is None or array.shape != (spec.width,) or not np.isfinite(array).all():
                 check.fail(
-                    f"normalization.{name}", f"{spec.n_features} finite numbers (one per feature)", value
+                    f"normalization.{name}", f"{spec.width} finite numbers (one per feature value)", value
                 )
             arrays[name] = array
         if (arrays["scale"] <= 0).any():
@@ -411,7 +411,7 @@ def _model_kind(check, model: dict) -> str:
 def _check_model(model, metadata: ArtifactMetadata, model_path: str) -> None:
     from autoenc.models import LATENT_LAYER
 
-    n = metadata.spec.n_features
+    n = metadata.spec.width
     in_shape = tuple(model.inputs[0].shape)
     out_shape = tuple(model.outputs[0].shape)
     if in_shape[1:] != (n,) or out_shape[1:] != (n,):

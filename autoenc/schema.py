@@ -14,6 +14,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Sequence
 
 import pyarrow as pa
@@ -27,8 +28,71 @@ REJECTED_COLUMNS = ("reason", "source_file", "source_row")
 
 
 def is_numeric(arrow_type: pa.DataType) -> bool:
-    """True for the Arrow types a feature may have: integers and floating point."""
+    """True for the Arrow types a scalar feature may have: integers and floating point."""
     return pa.types.is_integer(arrow_type) or pa.types.is_floating(arrow_type)
+
+
+def _is_list(arrow_type: pa.DataType) -> bool:
+    return (
+        pa.types.is_list(arrow_type)
+        or pa.types.is_large_list(arrow_type)
+        or pa.types.is_fixed_size_list(arrow_type)
+    )
+
+
+def list_depth(arrow_type: pa.DataType) -> int:
+    """How many list levels wrap the values: 0 for a scalar, 2 for list<list<float>>."""
+    depth = 0
+    while _is_list(arrow_type):
+        arrow_type = arrow_type.value_type
+        depth += 1
+    return depth
+
+
+def is_tensor(arrow_type: pa.DataType) -> bool:
+    """True for (nested) lists of numbers: an image or a sequence per row.
+
+    Example:
+        >>> is_tensor(pa.list_(pa.list_(pa.float32()))), is_tensor(pa.list_(pa.string()))
+        (True, False)
+    """
+    if not _is_list(arrow_type):
+        return False
+    while _is_list(arrow_type):
+        arrow_type = arrow_type.value_type
+    return is_numeric(arrow_type)
+
+
+def _fixed_shape(arrow_type: pa.DataType) -> tuple[int, ...] | None:
+    """The shape a nest of fixed_size_list types implies, or None if any level varies."""
+    shape = []
+    while _is_list(arrow_type):
+        if not pa.types.is_fixed_size_list(arrow_type):
+            return None
+        shape.append(arrow_type.list_size)
+        arrow_type = arrow_type.value_type
+    return tuple(shape)
+
+
+def parse_shape(text: str) -> tuple[int, ...]:
+    """``"28,28,1"`` -> ``(28, 28, 1)``.
+
+    Raises:
+        InputError: not a comma-separated list of positive integers.
+    """
+    try:
+        shape = tuple(int(p) for p in text.split(","))
+    except ValueError:
+        shape = ()
+    if not shape or any(d < 1 for d in shape):
+        raise InputError(
+            f"A shape must be comma-separated positive integers, e.g. 28,28,1. Received: {text!r}"
+        )
+    return shape
+
+
+def shape_text(shape: Sequence[int]) -> str:
+    return "x".join(str(d) for d in shape)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,11 +101,24 @@ class Feature:
 
     Attributes:
         name: column name in the input data.
-        dtype: Arrow type name of the column at training time, e.g. ``"double"``.
+        dtype: Arrow type name of the column at training time, e.g. ``"double"``
+            or ``"list<item: float>"``.
+        shape: ``()`` for a scalar column; for a tensor column (an image H x W x C
+            or a sequence T x F, stored as (nested) lists), the shape of one row's
+            value. The model sees its values flattened in row-major order.
     """
 
     name: str
     dtype: str
+    shape: tuple[int, ...] = ()
+
+    @property
+    def size(self) -> int:
+        """Values this feature contributes to a model input row."""
+        return math.prod(self.shape)
+
+    def describe(self) -> str:
+        return f"{self.name} ({shape_text(self.shape)})" if self.shape else self.name
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,18 +140,32 @@ class FeatureSpec:
 
     @property
     def n_features(self) -> int:
+        """Number of feature columns."""
         return len(self.features)
+
+    @property
+    def width(self) -> int:
+        """Values in one model input row: one per scalar feature, the product of
+        the shape per tensor feature."""
+        return sum(f.size for f in self.features)
+
+    @property
+    def tensor_features(self) -> tuple[Feature, ...]:
+        return tuple(f for f in self.features if f.shape)
 
     def to_dict(self) -> dict:
         return {
-            "features": [dataclasses.asdict(f) for f in self.features],
+            "features": [{"name": f.name, "dtype": f.dtype, "shape": list(f.shape)} for f in self.features],
             "key_columns": list(self.key_columns),
         }
 
     @classmethod
     def from_dict(cls, data: dict) -> FeatureSpec:
         return cls(
-            features=tuple(Feature(name=f["name"], dtype=f["dtype"]) for f in data["features"]),
+            features=tuple(
+                Feature(name=f["name"], dtype=f["dtype"], shape=tuple(f.get("shape", ())))
+                for f in data["features"]
+            ),
             key_columns=tuple(data["key_columns"]),
         )
 
@@ -103,6 +194,8 @@ def infer_spec(
     *,
     features: Sequence[str] | None = None,
     key_columns: Sequence[str] = (),
+    shapes: Sequence[str] = (),
+    first_rows: pa.Table | None = None,
     source: str,
 ) -> FeatureSpec:
     """Builds the feature spec for data with the given Arrow schema.
@@ -110,8 +203,13 @@ def infer_spec(
     Args:
         schema: Arrow schema of the input data.
         features: feature columns in model order; ``None`` selects every numeric
-            column that is not a key column, in schema order.
+            column (scalar or tensor) that is not a key column, in schema order.
         key_columns: columns that identify a row (copied to the scores).
+        shapes: declared shapes of the tensor features (``--shape``): each either
+            ``"name=28,28,1"`` or ``"28,28,1"`` (these go to the tensor features
+            without a named shape, in order).
+        first_rows: the first rows of the data, to infer the shape of a tensor
+            column whose shape is neither declared nor fixed by its type.
         source: file the schema was read from, named in error messages.
 
     Returns:
@@ -119,7 +217,8 @@ def infer_spec(
 
     Raises:
         InputError: a named column is missing, a feature is not numeric, a
-            column is named twice, or no numeric feature is left.
+            column is named twice, no numeric feature is left, or a tensor
+            feature's shape is unknown or does not fit its column type.
     """
     key_columns = tuple(key_columns)
     for name in key_columns:
@@ -127,12 +226,15 @@ def infer_spec(
             raise _missing("Key", name, schema, source)
     check_reserved_names(schema, source=source)
     if features is None:
-        names = [f.name for f in schema if f.name not in key_columns and is_numeric(f.type)]
+        names = [
+            f.name for f in schema if f.name not in key_columns and (is_numeric(f.type) or is_tensor(f.type))
+        ]
         if not names:
             raise InputError(
                 f"{source} has no numeric column to use as a feature (columns: "
                 f"{', '.join(f'{f.name}: {f.type}' for f in schema)}). autoenc needs "
-                "integer or floating-point feature columns; pass --features to choose them."
+                "integer or floating-point feature columns, or lists of them; pass "
+                "--features to choose them."
             )
     else:
         names = list(features)
@@ -144,19 +246,94 @@ def infer_spec(
             f"Column(s) {', '.join(duplicates)} named twice among features and key "
             "columns; each column may appear once."
         )
-    spec_features = []
     for name in names:
         if name not in schema.names:
             raise _missing("Feature", name, schema, source)
         arrow_type = schema.field(name).type
-        if not is_numeric(arrow_type):
+        if not (is_numeric(arrow_type) or is_tensor(arrow_type)):
             raise InputError(
-                f"Feature column '{name}' in {source} has type {arrow_type}; a dense "
-                "autoencoder needs integer or floating-point features. Leave it out of "
-                "--features (or make it a key column), or convert it to a number."
+                f"Feature column '{name}' in {source} has type {arrow_type}; autoenc "
+                "needs integer or floating-point features, or (nested) lists of them "
+                "for images and sequences. Leave it out of --features (or make it a key "
+                "column), or convert it to a number."
             )
-        spec_features.append(Feature(name=name, dtype=str(arrow_type)))
+    tensors = [n for n in names if is_tensor(schema.field(n).type)]
+    declared = _declared_shapes(shapes, tensors)
+    spec_features = []
+    for name in names:
+        arrow_type = schema.field(name).type
+        shape: tuple[int, ...] = ()
+        if name in tensors:
+            shape = declared.get(name) or _fixed_shape(arrow_type) or _first_row_shape(first_rows, name)
+            if shape is None:
+                raise InputError(
+                    f"Cannot tell the shape of tensor column '{name}' in {source} (type "
+                    f"{arrow_type}): declare it with --shape {name}=H,W,C (or T,F)."
+                )
+            _check_shape_fits(name, shape, arrow_type, source)
+        spec_features.append(Feature(name=name, dtype=str(arrow_type), shape=shape))
     return FeatureSpec(features=tuple(spec_features), key_columns=key_columns)
+
+
+def _declared_shapes(shapes: Sequence[str], tensors: Sequence[str]) -> dict[str, tuple[int, ...]]:
+    named: dict[str, tuple[int, ...]] = {}
+    positional = []
+    for text in shapes:
+        if "=" in text:
+            name, value = text.split("=", 1)
+            if name not in tensors:
+                raise InputError(
+                    f"--shape names column '{name}', which is not a tensor feature. Tensor "
+                    f"features: {', '.join(tensors) or '(none)'}."
+                )
+            named[name] = parse_shape(value)
+        else:
+            positional.append(parse_shape(text))
+    rest = [n for n in tensors if n not in named]
+    if len(positional) > len(rest):
+        raise InputError(
+            f"{len(positional)} unnamed --shape value(s) for {len(rest)} tensor feature(s) "
+            f"without a named shape ({', '.join(rest) or 'none'}); give one per tensor feature."
+        )
+    return {**named, **dict(zip(rest, positional, strict=False))}
+
+
+def _first_row_shape(first_rows: pa.Table | None, name: str) -> tuple[int, ...] | None:
+    """The nested lengths of the first non-null value of column ``name``."""
+    if first_rows is None or name not in first_rows.column_names:
+        return None
+    for value in first_rows.column(name).to_pylist():
+        if value is None:
+            continue
+        shape = []
+        while isinstance(value, list):
+            shape.append(len(value))
+            if not value:
+                return None
+            value = value[0]
+        return tuple(shape)
+    return None
+
+
+def _check_shape_fits(name: str, shape: tuple[int, ...], arrow_type: pa.DataType, source: str) -> None:
+    """A column with d list levels holds the first d-1 dimensions as its outer
+    levels and the remaining ones flattened in its innermost level."""
+    depth = list_depth(arrow_type)
+    if len(shape) < depth:
+        raise InputError(
+            f"Tensor column '{name}' in {source} has {depth} list levels ({arrow_type}), so "
+            f"its shape needs at least {depth} dimensions. Received: {shape_text(shape)}."
+        )
+    expected = list(shape[: depth - 1]) + [math.prod(shape[depth - 1 :])]
+    level_type = arrow_type
+    for level, size in enumerate(expected):
+        if pa.types.is_fixed_size_list(level_type) and level_type.list_size != size:
+            raise InputError(
+                f"Tensor column '{name}' in {source} has type {arrow_type}, which cannot hold "
+                f"shape {shape_text(shape)} (list level {level + 1} has {level_type.list_size} "
+                f"values, the shape needs {size})."
+            )
+        level_type = level_type.value_type
 
 
 def check_compatible(spec: FeatureSpec, schema: pa.Schema, *, source: str, model: str) -> None:
@@ -176,16 +353,20 @@ def check_compatible(spec: FeatureSpec, schema: pa.Schema, *, source: str, model
     for name in spec.key_columns:
         if name not in schema.names:
             raise _missing("Key", name, schema, source)
-    for name in spec.names:
-        arrow_type = schema.field(name).type
-        if not is_numeric(arrow_type):
+    for feature in spec.features:
+        arrow_type = schema.field(feature.name).type
+        if feature.shape:
+            if not is_tensor(arrow_type):
+                raise InputError(
+                    f"Feature column '{feature.name}' in {source} has type {arrow_type}, but the "
+                    f"model {model} was trained on it as a tensor of shape "
+                    f"{shape_text(feature.shape)} ({feature.dtype})."
+                )
+            _check_shape_fits(feature.name, feature.shape, arrow_type, source)
+        elif not is_numeric(arrow_type):
             raise InputError(
-                f"Feature column '{name}' in {source} has type {arrow_type}, but the "
-                f"model {model} was trained on it as {spec_dtype(spec, name)}. "
+                f"Feature column '{feature.name}' in {source} has type {arrow_type}, but the "
+                f"model {model} was trained on it as {feature.dtype}. "
                 "Convert the column to a number."
             )
     check_reserved_names(schema, source=source)
-
-
-def spec_dtype(spec: FeatureSpec, name: str) -> str:
-    return next(f.dtype for f in spec.features if f.name == name)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -126,24 +127,35 @@ def validate_batch(
         A ``ValidatedBatch``.
     """
     n = batch.num_rows
-    features = np.empty((n, spec.n_features), dtype=np.float64)
+    features = np.empty((n, spec.width), dtype=np.float64)
     bad = np.zeros(n, dtype=bool)
     # (row mask, message) in column order, so a row's reason lists its columns
     # in the order the user sees them.
     problems: list[tuple[np.ndarray, str]] = []
-    for j, name in enumerate(spec.names):
+    offset = 0
+    for feature in spec.features:
+        name = feature.name
         column = batch.column(name)
+        if feature.shape:
+            values, column_problems = _tensor_values(column, feature)
+            features[:, offset : offset + feature.size] = values
+            offset += feature.size
+            for mask, message in column_problems:
+                problems.append((mask, message))
+                bad |= mask
+            continue
         if not pa.types.is_floating(column.type):
             column = pc.cast(column, pa.float64())
         values = column.to_numpy(zero_copy_only=False)
-        features[:, j] = values
-        finite = np.isfinite(features[:, j])
+        features[:, offset] = values
+        offset += 1
+        finite = np.isfinite(values)
         if finite.all():
             continue
         null = column.is_null().to_numpy(zero_copy_only=False) if column.null_count else np.zeros(n, bool)
-        nan = np.isnan(features[:, j]) & ~null
-        posinf = np.isposinf(features[:, j])
-        neginf = np.isneginf(features[:, j])
+        nan = np.isnan(values) & ~null
+        posinf = np.isposinf(values)
+        neginf = np.isneginf(values)
         for mask, what in ((null, "is null"), (nan, "is NaN"), (posinf, "is +inf"), (neginf, "is -inf")):
             if mask.any():
                 problems.append((mask, f"column '{name}' {what}"))
@@ -163,6 +175,77 @@ def validate_batch(
         features=features[valid] if bad.any() else features,
         reasons=["; ".join(reasons_by_row[i]) for i in sorted(reasons_by_row)],
     )
+
+
+def _tensor_values(column: pa.Array, feature) -> tuple[np.ndarray, list[tuple[np.ndarray, str]]]:
+    """Checks a (nested) list column against ``feature.shape`` and flattens it.
+
+    A column with d list levels must hold the first d - 1 dimensions of the shape
+    as its outer levels and the product of the others in its innermost level;
+    a row whose lengths differ anywhere is rejected with the lengths it has.
+    Values inside must be present and finite.
+
+    Returns:
+        float64 [n, feature.size] (NaN in rejected rows) and (row mask, message)
+        pairs for the rejected rows.
+    """
+    from autoenc.schema import list_depth, shape_text
+
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    n = len(column)
+    name, size = feature.name, feature.size
+    depth = list_depth(column.type)
+    expected = list(feature.shape[: depth - 1]) + [math.prod(feature.shape[depth - 1 :])]
+    problems: list[tuple[np.ndarray, str]] = []
+    null = column.is_null().to_numpy(zero_copy_only=False)
+    if null.any():
+        problems.append((null, f"column '{name}' is null"))
+    bad = null.copy()
+    # Walk the levels: each level's list lengths, mapped back to their rows; a
+    # row is reported with the first wrong length found in it.
+    level, rows = column, np.arange(n)
+    for depth_index, want in enumerate(expected, start=1):
+        lengths = pc.list_value_length(level).to_numpy(zero_copy_only=False).astype(np.float64)
+        wrong = np.isnan(lengths) | (lengths != want)
+        wrong &= ~bad[rows]
+        if wrong.any():
+            first = {}
+            for row, length in zip(rows[wrong], lengths[wrong], strict=True):
+                first.setdefault(int(row), length)
+            by_length: dict[float, list[int]] = {}
+            for row, length in first.items():
+                by_length.setdefault(length, []).append(row)
+            for length, wrong_rows in by_length.items():
+                mask = np.zeros(n, dtype=bool)
+                mask[wrong_rows] = True
+                found = "a null list" if np.isnan(length) else f"a list of {int(length)} values"
+                problems.append(
+                    (
+                        mask,
+                        f"column '{name}' has {found} at list level {depth_index}, expected "
+                        f"{want} values (shape {shape_text(feature.shape)})",
+                    )
+                )
+                bad |= mask
+        parents = pc.list_parent_indices(level).to_numpy(zero_copy_only=False)
+        rows = rows[parents]
+        level = pc.list_flatten(level)
+    out = np.full((n, size), np.nan)
+    good = np.flatnonzero(~bad)
+    if len(good):
+        kept = column.take(pa.array(good))
+        for _ in range(depth):
+            kept = pc.list_flatten(kept)
+        values = kept.to_numpy(zero_copy_only=False).astype(np.float64).reshape(len(good), size)
+        nonfinite = ~np.isfinite(values).all(axis=1)
+        if nonfinite.any():
+            mask = np.zeros(n, dtype=bool)
+            mask[good[nonfinite]] = True
+            problems.append((mask, f"column '{name}' has null, NaN or infinite values inside"))
+            bad |= mask
+        out[good] = values
+    return out, problems
 
 
 def rejected_schema(reference: pa.Schema) -> pa.Schema:

@@ -136,6 +136,22 @@ def resolve_input(pattern: str, fmt: str | None) -> tuple[str, list[str], pa.Sch
     return fmt, files, read_schema(files[0], fmt)
 
 
+def read_first_rows(path: str, fmt: str, schema: pa.Schema, n: int = 100) -> pa.Table:
+    """Up to ``n`` first rows of one input file, for inferring tensor shapes."""
+    if fmt == "tfrecord":
+        records = []
+        for record in iter_tfrecords(path):
+            records.append(record)
+            if len(records) >= n:
+                break
+        return pa.Table.from_batches([tfexample.examples_to_batch(records, schema).batch])
+    with _open(path) as f:
+        parquet = pq.ParquetFile(f)
+        for batch in parquet.iter_batches(batch_size=n):
+            return pa.Table.from_batches([batch])
+    return schema.empty_table()
+
+
 def _plan_splits(metadata, fmt: str):
     """(path, row_group or None, first_row) for each independently readable part."""
     if fmt == "tfrecord":

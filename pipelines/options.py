@@ -73,7 +73,16 @@ class TrainOptions(PipelineOptions):
             type=name_list,
             default=None,
             help="Comma-separated feature columns, in model order. Default: every "
-            "numeric column that is not a key column.",
+            "numeric column (scalar, or lists of numbers for images and sequences) that "
+            "is not a key column.",
+        )
+        parser.add_argument(
+            "--shape",
+            action="append",
+            default=None,
+            help="Shape of a tensor feature (an image H,W,C or a sequence T,F), e.g. "
+            "--shape 28,28,1 or --shape pixels=28,28,1; repeat once per tensor feature. "
+            "Default: fixed by a fixed_size_list type, else the first row's nested lengths.",
         )
         parser.add_argument(
             "--key_columns",

@@ -82,7 +82,7 @@ def build_stage1(p, *, pattern, fmt, schema, spec, config, version_dir, batch_ro
             )
         )
         counts.append(rows | f"Count{name.title()}" >> beam.Map(lambda x, n=name: (n, len(x))))
-    stats = split.train | "ComputeStats" >> beam.CombineGlobally(transforms.StatsCombineFn(spec.n_features))
+    stats = split.train | "ComputeStats" >> beam.CombineGlobally(transforms.StatsCombineFn(spec.width))
     (
         [checked[transforms.COUNTS], *counts]
         | "AllCounts" >> beam.Flatten()
@@ -129,12 +129,20 @@ def run(argv=None, save_main_session=True):
     )
     started = time.time()
     fmt, files, schema = io.resolve_input(inp.input, inp.format)
-    spec = infer_spec(schema, features=opt.features, key_columns=opt.key_columns, source=files[0])
+    spec = infer_spec(
+        schema,
+        features=opt.features,
+        key_columns=opt.key_columns,
+        shapes=opt.shape or (),
+        first_rows=io.read_first_rows(files[0], fmt, schema),
+        source=files[0],
+    )
     version = artifacts.new_version()
     version_dir = artifacts.join(inp.model_dir, version)
     _log.info("Training version %s on %d file(s), features %s", version, len(files), ", ".join(spec.names))
     print(
-        f"autoenc train: {len(files)} file(s), {spec.n_features} feature(s): {', '.join(spec.names)}",
+        f"autoenc train: {len(files)} file(s), {spec.n_features} feature(s): "
+        f"{', '.join(f.describe() for f in spec.features)}",
         file=sys.stderr,
     )
 
@@ -174,7 +182,7 @@ def run(argv=None, save_main_session=True):
     }
     result = fit(
         config,
-        n_features=spec.n_features,
+        n_features=spec.width,
         normalizer=normalizer,
         train_files=staged["train"],
         val_files=staged["validation"],
@@ -182,13 +190,13 @@ def run(argv=None, save_main_session=True):
         n_val=counts["validation"],
         verbose=1 if sys.stdout.isatty() else 2,
     )
-    errors = _validation_errors(result.model, normalizer, staged["validation"], spec.n_features)
+    errors = _validation_errors(result.model, normalizer, staged["validation"], spec.width)
     threshold = threshold_from_contamination(errors, config.contamination)
     metadata = artifacts.ArtifactMetadata(
         spec=spec,
         model_kind=config.model,
         hyperparameters=config.to_dict(),
-        latent_dim=config.resolved_latent_dim(spec.n_features),
+        latent_dim=config.resolved_latent_dim(spec.width),
         normalization=normalizer,
         threshold=threshold,
         threshold_method={
