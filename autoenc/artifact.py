@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from autoenc.errors import ArtifactError
-from autoenc.preprocessing import Normalizer
+from autoenc.preprocessing import NORMALIZATIONS, Normalizer
 from autoenc.schema import FeatureSpec
 
 FORMAT_VERSION = 1
@@ -94,7 +94,7 @@ class ArtifactMetadata:
             },
             **self.spec.to_dict(),
             "normalization": {
-                "method": "zscore",
+                "method": self.normalization.method,
                 "mean": self.normalization.mean.tolist(),
                 "scale": self.normalization.scale.tolist(),
             },
@@ -154,6 +154,9 @@ class ArtifactMetadata:
             arrays[name] = array
         if (arrays["scale"] <= 0).any():
             check.fail("normalization.scale", "positive numbers", norm["scale"])
+        method = norm.get("method", "zscore")
+        if method not in NORMALIZATIONS:
+            check.fail("normalization.method", f"one of {', '.join(NORMALIZATIONS)}", method)
         threshold = check.get(d, "threshold", dict)
         value = check.get(threshold, "value", (int, float), where="threshold.")
         if not math.isfinite(value):
@@ -166,7 +169,7 @@ class ArtifactMetadata:
             model_kind=_model_kind(check, model),
             hyperparameters=check.get(model, "hyperparameters", dict, where="model."),
             latent_dim=latent_dim,
-            normalization=Normalizer(mean=arrays["mean"], scale=arrays["scale"]),
+            normalization=Normalizer(mean=arrays["mean"], scale=arrays["scale"], method=method),
             threshold=float(value),
             threshold_method={k: v for k, v in threshold.items() if k != "value"},
             validation_error_quantiles=check.get(d, "validation_error_quantiles", list),

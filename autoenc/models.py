@@ -19,6 +19,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 
 import keras
@@ -35,6 +36,7 @@ def build_dense(
     latent_dim: int,
     hidden_units: Sequence[int] = (100, 100, 100),
     activation: str = "relu",
+    output_activation: str | None = None,
     **_,
 ) -> keras.Model:
     """A symmetric fully-connected autoencoder.
@@ -57,7 +59,7 @@ def build_dense(
     """
     inputs, x = _encoder(n_features, latent_dim, hidden_units, activation)
     latent = keras.layers.Dense(latent_dim, name=LATENT_LAYER)(x)
-    outputs = _decoder_stack(latent, n_features, hidden_units, activation)
+    outputs = _decoder_stack(latent, n_features, hidden_units, activation, output_activation)
     return keras.Model(inputs, outputs, name="dense_autoencoder")
 
 
@@ -68,6 +70,7 @@ def build_sparse(
     hidden_units: Sequence[int] = (100, 100, 100),
     activation: str = "relu",
     sparsity: float = 1e-4,
+    output_activation: str | None = None,
     **_,
 ) -> keras.Model:
     """A sparse autoencoder: ``build_dense`` with a ReLU latent whose activity
@@ -86,7 +89,7 @@ def build_sparse(
         activity_regularizer=keras.regularizers.L1(sparsity),
         name=LATENT_LAYER,
     )(x)
-    outputs = _decoder_stack(latent, n_features, hidden_units, activation)
+    outputs = _decoder_stack(latent, n_features, hidden_units, activation, output_activation)
     return keras.Model(inputs, outputs, name="sparse_autoencoder")
 
 
@@ -128,6 +131,7 @@ def build_vae(
     hidden_units: Sequence[int] = (100, 100, 100),
     activation: str = "relu",
     beta: float = 1.0,
+    output_activation: str | None = None,
     **_,
 ) -> keras.Model:
     """A variational autoencoder.
@@ -149,7 +153,9 @@ def build_vae(
     )(x)
     z = Sampling(beta=beta, n_features=n_features, name="sampling")([mean, log_var])
     code = keras.Input(shape=(latent_dim,), name="code")
-    decoder = keras.Model(code, _decoder_stack(code, n_features, hidden_units, activation), name=DECODER)
+    decoder = keras.Model(
+        code, _decoder_stack(code, n_features, hidden_units, activation, output_activation), name=DECODER
+    )
     return keras.Model(inputs, decoder(z), name="variational_autoencoder")
 
 
@@ -199,11 +205,108 @@ def _encoder(n_features, latent_dim, hidden_units, activation):
     return inputs, x
 
 
-def _decoder_stack(x, n_features, hidden_units, activation):
-    """The mirrored hidden stack and the linear output layer, applied to ``x``."""
+def _decoder_stack(x, n_features, hidden_units, activation, output_activation=None):
+    """The mirrored hidden stack and the output layer (linear, or sigmoid for a
+    binary cross-entropy loss), applied to ``x``."""
     for i, units in enumerate(reversed(hidden_units)):
         x = keras.layers.Dense(units, activation=activation, name=f"decoder_{i}")(x)
-    return keras.layers.Dense(n_features, name="reconstruction")(x)
+    return keras.layers.Dense(n_features, activation=output_activation, name="reconstruction")(x)
+
+
+def build_conv(
+    n_features: int,
+    *,
+    latent_dim: int,
+    shape: Sequence[int],
+    filters: Sequence[int] = (32, 64),
+    output_activation: str | None = "sigmoid",
+    **_,
+) -> keras.Model:
+    """A convolutional autoencoder for one image feature of ``shape`` (H, W) or (H, W, C).
+
+    Encoder: per entry of ``filters`` a 3x3 Conv2D with stride 2 and "same"
+    padding (ReLU), halving the image each time, then a dense ``latent``
+    layer. Decoder: a dense layer back to the smallest feature map, 3x3
+    Conv2DTranspose layers with stride 2 in reverse, cropped to (H, W), and a
+    3x3 Conv2D to C channels (sigmoid for a binary cross-entropy loss). The
+    model's input and output are the image flattened row-major, like every
+    autoenc model, so scoring is unchanged.
+
+    Raises:
+        ConfigError: ``shape`` is not an image shape.
+    """
+    if len(shape) not in (2, 3) or n_features != math.prod(shape):
+        raise ConfigError(
+            f"conv needs exactly one image feature of shape H,W or H,W,C. Received: shape "
+            f"{tuple(shape)} for {n_features} input value(s); declare it with --shape."
+        )
+    _check_widths(n_features, latent_dim, ())
+    h, w = shape[0], shape[1]
+    c = shape[2] if len(shape) == 3 else 1
+    inputs = keras.Input(shape=(n_features,), name="features")
+    x = keras.layers.Reshape((h, w, c), name="to_image")(inputs)
+    for i, f in enumerate(filters):
+        x = keras.layers.Conv2D(f, 3, strides=2, padding="same", activation="relu", name=f"encoder_conv_{i}")(
+            x
+        )
+    small = tuple(x.shape[1:])
+    x = keras.layers.Flatten(name="encoder_flatten")(x)
+    latent = keras.layers.Dense(latent_dim, name=LATENT_LAYER)(x)
+    x = keras.layers.Dense(math.prod(small), activation="relu", name="decoder_dense")(latent)
+    x = keras.layers.Reshape(small, name="decoder_reshape")(x)
+    for i, f in enumerate(reversed(filters)):
+        x = keras.layers.Conv2DTranspose(
+            f, 3, strides=2, padding="same", activation="relu", name=f"decoder_deconv_{i}"
+        )(x)
+    x = keras.layers.Cropping2D(((0, x.shape[1] - h), (0, x.shape[2] - w)), name="decoder_crop")(x)
+    x = keras.layers.Conv2D(c, 3, padding="same", activation=output_activation, name="reconstruction_image")(
+        x
+    )
+    outputs = keras.layers.Flatten(name="reconstruction")(x)
+    return keras.Model(inputs, outputs, name="conv_autoencoder")
+
+
+def build_lstm(
+    n_features: int,
+    *,
+    latent_dim: int,
+    shape: Sequence[int],
+    hidden_units: Sequence[int] = (100,),
+    output_activation: str | None = None,
+    **_,
+) -> keras.Model:
+    """A sequence-to-sequence LSTM autoencoder for one sequence feature of
+    ``shape`` (T, F) or (T,) (one value per step).
+
+    Encoder: stacked LSTMs of ``hidden_units`` (the last returns its final
+    state), then a dense ``latent`` layer. Decoder: the latent repeated T times,
+    stacked LSTMs in reverse, a dense layer per step back to F values. Input and
+    output are the sequence flattened row-major.
+
+    Raises:
+        ConfigError: ``shape`` is not a sequence shape.
+    """
+    if len(shape) not in (1, 2) or n_features != math.prod(shape):
+        raise ConfigError(
+            f"lstm needs exactly one sequence feature of shape T,F or T. Received: shape "
+            f"{tuple(shape)} for {n_features} input value(s); declare it with --shape."
+        )
+    _check_widths(n_features, latent_dim, hidden_units)
+    t, f = shape[0], shape[1] if len(shape) == 2 else 1
+    inputs = keras.Input(shape=(n_features,), name="features")
+    x = keras.layers.Reshape((t, f), name="to_sequence")(inputs)
+    for i, units in enumerate(hidden_units):
+        last = i == len(hidden_units) - 1
+        x = keras.layers.LSTM(units, return_sequences=not last, name=f"encoder_lstm_{i}")(x)
+    latent = keras.layers.Dense(latent_dim, name=LATENT_LAYER)(x)
+    x = keras.layers.RepeatVector(t, name="decoder_repeat")(latent)
+    for i, units in enumerate(reversed(hidden_units)):
+        x = keras.layers.LSTM(units, return_sequences=True, name=f"decoder_lstm_{i}")(x)
+    x = keras.layers.TimeDistributed(
+        keras.layers.Dense(f, activation=output_activation), name="reconstruction_steps"
+    )(x)
+    outputs = keras.layers.Flatten(name="reconstruction")(x)
+    return keras.Model(inputs, outputs, name="lstm_autoencoder")
 
 
 # Model kinds by the name used in --model and in the artifact metadata.
@@ -212,9 +315,9 @@ BUILDERS: dict[str, Callable[..., keras.Model]] = {
     "sparse": build_sparse,
     "vae": build_vae,
     "pca": build_pca,
+    "conv": build_conv,
+    "lstm": build_lstm,
 }
-# Kinds fitted by gradient descent (the others have a closed-form fit).
-TRAINED_KINDS = ("dense", "sparse", "vae")
 
 
 def scoring_model(autoencoder: keras.Model) -> keras.Model:

@@ -18,7 +18,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 
@@ -91,24 +91,55 @@ class MomentStats:
         return np.sqrt(self.m2 / max(self.count, 1))
 
 
+NORMALIZATIONS = ("zscore", "minmax")
+
+
 @dataclasses.dataclass(frozen=True)
 class Normalizer:
-    """Z-score normalization: ``(x - mean) / scale``.
+    """Normalization ``(x - mean) / scale``, per model input value.
+
+    ``zscore``: ``mean`` is the mean and ``scale`` the standard deviation (1 for
+    a constant value, which then normalizes to 0). ``minmax``: ``mean`` is the
+    minimum and ``scale`` the range, so training values land in [0, 1] (what a
+    binary cross-entropy loss needs); the values of one tensor feature (an image)
+    share one minimum and one range, so the image is scaled as a whole.
 
     Attributes:
-        mean: float64 [n_features].
-        scale: float64 [n_features], the standard deviation, or 1 for a constant
-            feature (which then normalizes to 0 instead of dividing by zero).
+        mean: float64 [width].
+        scale: float64 [width], positive.
+        method: ``"zscore"`` or ``"minmax"``.
     """
 
     mean: np.ndarray
     scale: np.ndarray
+    method: str = "zscore"
 
     @classmethod
-    def from_stats(cls, stats: MomentStats) -> Normalizer:
-        std = stats.std
-        scale = np.where(std > 0, std, 1.0)
-        return cls(mean=stats.mean.copy(), scale=scale)
+    def from_stats(
+        cls, stats: MomentStats, method: str = "zscore", sizes: Sequence[int] | None = None
+    ) -> Normalizer:
+        """The normalization of ``method`` from training statistics.
+
+        Args:
+            stats: statistics of the training rows.
+            method: ``"zscore"`` or ``"minmax"``.
+            sizes: values per feature, in order (for ``minmax``: the values of one
+                feature share a minimum and a range); ``None``: one value each.
+        """
+        if method == "zscore":
+            std = stats.std
+            return cls(mean=stats.mean.copy(), scale=np.where(std > 0, std, 1.0), method=method)
+        if method != "minmax":
+            raise ValueError(f"method must be one of {NORMALIZATIONS}. Received: {method!r}")
+        sizes = list(sizes) if sizes is not None else [1] * len(stats.mean)
+        low, high = np.empty(len(stats.mean)), np.empty(len(stats.mean))
+        start = 0
+        for size in sizes:
+            part = slice(start, start + size)
+            low[part], high[part] = stats.minimum[part].min(), stats.maximum[part].max()
+            start += size
+        span = high - low
+        return cls(mean=low, scale=np.where(span > 0, span, 1.0), method=method)
 
     def transform(self, x: np.ndarray) -> np.ndarray:
         """Raw float64 rows -> float32 normalized rows, the model's input."""

@@ -41,7 +41,10 @@ SPECTRAL_DECODER_STEPS = 1500
 INITS = ("spectral", "random")
 # The keys of autoenc.models.BUILDERS (kept here so that importing the config
 # does not import Keras).
-MODEL_KINDS = ("dense", "sparse", "vae", "pca")
+MODEL_KINDS = ("dense", "sparse", "vae", "pca", "conv", "lstm")
+# Kinds that take one tensor feature: an image (conv) or a sequence (lstm).
+TENSOR_KINDS = ("conv", "lstm")
+LOSSES = ("auto", "mse", "bce")
 
 # Below this many bytes of staged training data the decoded rows are cached in
 # memory after the first epoch; above it every epoch streams from the files.
@@ -71,6 +74,10 @@ class TrainingConfig:
             (1 - contamination) quantile of validation errors.
         seed: seeds the split, the weights and the shuffling.
         shuffle_buffer: rows in the shuffle buffer of the streaming fit.
+        loss: ``"mse"``, ``"bce"`` (binary cross-entropy on min-max normalized
+            values, with a sigmoid output) or ``"auto"``: bce for ``conv``, mse
+            otherwise. The loss also picks the normalization (see
+            ``normalization``).
         sparsity: ``sparse`` only: weight of the L1 penalty on the latent.
         beta: ``vae`` only: weight of the KL term.
         init: ``"spectral"``: the first start is an encoder fitted to the spectral
@@ -95,6 +102,7 @@ class TrainingConfig:
     shuffle_buffer: int = 100_000
     sparsity: float = 1e-4
     beta: float = 1.0
+    loss: str = "auto"
     init: str = "spectral"
     n_init: int = 16
 
@@ -118,10 +126,31 @@ class TrainingConfig:
             (self.model in MODEL_KINDS, "model", f"one of {', '.join(MODEL_KINDS)}"),
             (self.sparsity >= 0 and math.isfinite(self.sparsity), "sparsity", ">= 0"),
             (self.beta >= 0 and math.isfinite(self.beta), "beta", ">= 0"),
+            (self.loss in LOSSES, "loss", f"one of {', '.join(LOSSES)}"),
+            (
+                not (self.model == "pca" and self.loss == "bce"),
+                "loss",
+                "mse for pca (an SVD of z-scored values)",
+            ),
         ]
         for ok, name, expected in checks:
             if not ok:
                 raise ConfigError(f"{name} must be {expected}. Received: {name}={getattr(self, name)!r}")
+
+    @property
+    def resolved_loss(self) -> str:
+        if self.loss != "auto":
+            return self.loss
+        return "bce" if self.model == "conv" else "mse"
+
+    @property
+    def keras_loss(self) -> str:
+        return {"mse": "mse", "bce": "binary_crossentropy"}[self.resolved_loss]
+
+    @property
+    def normalization(self) -> str:
+        """``minmax`` (values in [0, 1]) for a bce loss, ``zscore`` otherwise."""
+        return "minmax" if self.resolved_loss == "bce" else "zscore"
 
     def resolved_latent_dim(self, n_features: int) -> int:
         return self.latent_dim or max(1, math.ceil(math.sqrt(n_features)))
@@ -217,6 +246,7 @@ def fit(
     *,
     n_features: int,
     normalizer: Normalizer,
+    shape: Sequence[int] | None = None,
     train_files: Sequence[str],
     val_files: Sequence[str],
     n_train: int,
@@ -229,6 +259,7 @@ def fit(
         config: the hyperparameters.
         n_features: row width.
         normalizer: normalization fitted on the training rows.
+        shape: for ``conv`` and ``lstm``: the shape of the one tensor feature.
         train_files, val_files: staged TFRecord files (see ``encode_chunk``).
         n_train, n_val: rows in each.
         verbose: Keras' progress display (``"auto"``, 0, 1 or 2).
@@ -257,8 +288,8 @@ def fit(
         val_files, batch_size=max(config.batch_size, 4096), n_rows=n_val, shuffle=False, **common
     )
     if config.model == "pca":
-        return _fit_pca(config, n_features, train_ds, val_ds)
-    model, warmup, start = _best_start(config, n_features, train_ds, val_ds, n_train, n_val, verbose)
+        return _fit_pca(config, n_features, shape, train_ds, val_ds)
+    model, warmup, start = _best_start(config, n_features, shape, train_ds, val_ds, n_train, n_val, verbose)
     callbacks = [
         keras.callbacks.EarlyStopping(
             monitor="val_loss", patience=config.patience, restore_best_weights=True
@@ -287,12 +318,12 @@ def fit(
     )
 
 
-def _fit_pca(config: TrainingConfig, n_features: int, train_ds, val_ds) -> FitResult:
+def _fit_pca(config: TrainingConfig, n_features: int, shape, train_ds, val_ds) -> FitResult:
     """PCA in one streaming pass: the Gram matrix of the normalized training rows
     (float64), its top eigenvectors as the weights of ``build_pca``'s linear
     encoder and decoder. The rows are z-scored with the training statistics, so
     they have mean zero and no centring is needed."""
-    model = _new_model(config, n_features, config.seed)
+    model = _new_model(config, n_features, shape, config.seed)
     gram = np.zeros((n_features, n_features))
     n = 0
     for x, _ in train_ds:
@@ -311,7 +342,7 @@ def _fit_pca(config: TrainingConfig, n_features: int, train_ds, val_ds) -> FitRe
     return FitResult(model=model, loss=[loss], val_loss=[val_loss], best_epoch=1, start="svd")
 
 
-def _new_model(config: TrainingConfig, n_features: int, seed: int):
+def _new_model(config: TrainingConfig, n_features: int, shape, seed: int):
     """A freshly initialized, uncompiled model of ``config``'s kind."""
     import keras
 
@@ -325,10 +356,12 @@ def _new_model(config: TrainingConfig, n_features: int, seed: int):
         activation=config.activation,
         sparsity=config.sparsity,
         beta=config.beta,
+        shape=shape,
+        output_activation="sigmoid" if config.resolved_loss == "bce" else None,
     )
 
 
-def _best_start(config, n_features, train_ds, val_ds, n_train, n_val, verbose):
+def _best_start(config, n_features, shape, train_ds, val_ds, n_train, n_val, verbose):
     """Successive halving over ``config.n_init`` starts.
 
     A narrow bottleneck trained from random weights can settle early into a
@@ -351,17 +384,19 @@ def _best_start(config, n_features, train_ds, val_ds, n_train, n_val, verbose):
     """
     import keras
 
-    model = _new_model(config, n_features, config.seed * 1000)
+    model = _new_model(config, n_features, shape, config.seed * 1000)
     starts = []  # (name, weights)
     if config.init == "spectral":
-        spectral = _spectral_start(config, n_features, train_ds, n_train)
+        spectral = _spectral_start(config, n_features, shape, train_ds, n_train)
         if spectral is not None:
             starts.append(("spectral", spectral))
     if not starts or config.n_init > 1:
         starts.append(("random 0", model.get_weights()))
     for i in range(1, config.n_init - (starts[0][0] == "spectral")):
-        starts.append((f"random {i}", _new_model(config, n_features, config.seed * 1000 + i).get_weights()))
-    model.compile(optimizer=keras.optimizers.Adam(config.learning_rate), loss="mse")
+        starts.append(
+            (f"random {i}", _new_model(config, n_features, shape, config.seed * 1000 + i).get_weights())
+        )
+    model.compile(optimizer=keras.optimizers.Adam(config.learning_rate), loss=config.keras_loss)
     if len(starts) == 1:
         model.set_weights(starts[0][1])
         return model, [], starts[0][0]
@@ -402,7 +437,7 @@ def _best_start(config, n_features, train_ds, val_ds, n_train, n_val, verbose):
     return model, rounds, name
 
 
-def _spectral_start(config, n_features, train_ds, n_train):
+def _spectral_start(config, n_features, shape, train_ds, n_train):
     """Weights of a model whose encoder maps a sample of the training rows to their
     spectral coordinates (``autoenc.spectral``) and whose decoder was then fitted
     to that encoder, with the encoder frozen. Training the whole network at once
@@ -431,7 +466,7 @@ def _spectral_start(config, n_features, train_ds, n_train):
         return None
     started = time.time()
     target = spectral_coordinates(sample, latent_dim).astype(np.float32)
-    model = _new_model(config, n_features, config.seed * 1000 + config.n_init)
+    model = _new_model(config, n_features, shape, config.seed * 1000 + config.n_init)
     encoder = keras.Model(model.inputs, model.get_layer(LATENT_LAYER).output)
     encoder.compile(optimizer=keras.optimizers.Adam(config.learning_rate), loss="mse")
     batch = min(64, len(sample))
@@ -446,7 +481,7 @@ def _spectral_start(config, n_features, train_ds, n_train):
     encoder_loss = history.history["loss"][-1]
     for layer in encoder.layers:
         layer.trainable = False
-    model.compile(optimizer=keras.optimizers.Adam(config.learning_rate), loss="mse")
+    model.compile(optimizer=keras.optimizers.Adam(config.learning_rate), loss=config.keras_loss)
     history = model.fit(
         train_ds.repeat(), steps_per_epoch=SPECTRAL_DECODER_STEPS, epochs=1, verbose=0, shuffle=False
     )

@@ -14,7 +14,7 @@ from apache_beam.options.pipeline_options import (
 )
 
 from autoenc.errors import ConfigError
-from autoenc.training import INITS, MODEL_KINDS, TrainingConfig
+from autoenc.training import INITS, LOSSES, MODEL_KINDS, TrainingConfig
 
 FORMATS = ("parquet", "tfrecord")
 DEFAULTS = TrainingConfig()
@@ -96,7 +96,16 @@ class TrainOptions(PipelineOptions):
             default=DEFAULTS.model,
             help="Model kind: dense (fully connected), sparse (L1 penalty on a ReLU "
             "latent), vae (variational; latent = posterior mean), pca (linear "
-            f"baseline fitted by SVD). Default: {DEFAULTS.model}.",
+            "baseline fitted by SVD), conv (one image feature), lstm (one sequence "
+            f"feature). Default: {DEFAULTS.model}.",
+        )
+        parser.add_argument(
+            "--loss",
+            choices=LOSSES,
+            default=DEFAULTS.loss,
+            help="mse (on z-scored values) or bce (binary cross-entropy on values "
+            "min-max scaled to [0, 1], sigmoid output; for images). auto: bce for conv, "
+            f"mse otherwise. Default: {DEFAULTS.loss}.",
         )
         parser.add_argument(
             "--sparsity",

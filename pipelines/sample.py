@@ -2,8 +2,9 @@
 
 Draws ``-n`` latent vectors from the prior N(0, I), decodes them with the
 model's decoder, undoes the normalization and writes one Parquet file: the
-model's feature columns (with their training types; integer features rounded)
-and the ``latent`` vector each record was decoded from. Runs in this process,
+model's feature columns (with their training types, integer features rounded;
+image and sequence features as nested fixed-size lists of their shape) and the
+``latent`` vector each record was decoded from. Runs in this process,
 no Beam pipeline.
 
 Example:
@@ -63,9 +64,21 @@ def run(argv=None) -> pa.Table:
         )
     z, x = generate(artifact.model, artifact.metadata.normalization, opt.n, seed=opt.seed)
     columns = {}
-    for j, feature in enumerate(artifact.metadata.spec.features):
+    offset = 0
+    for feature in artifact.metadata.spec.features:
+        values = x[:, offset : offset + feature.size]
+        offset += feature.size
+        if feature.shape:
+            # An image or sequence: nested fixed-size lists of its shape, float32.
+            column = pa.array(values.astype(np.float32).ravel())
+            for size in reversed(feature.shape):
+                column = pa.FixedSizeListArray.from_arrays(column, size)
+            columns[feature.name] = column
+            continue
         arrow_type = pa.type_for_alias(feature.dtype)
-        values = np.rint(x[:, j]) if pa.types.is_integer(arrow_type) else x[:, j]
+        values = values[:, 0]
+        if pa.types.is_integer(arrow_type):
+            values = np.rint(values)
         columns[feature.name] = pa.array(values).cast(arrow_type, safe=False)
     k = z.shape[1]
     columns["latent"] = pa.ListArray.from_arrays(

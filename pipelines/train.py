@@ -33,11 +33,11 @@ import apache_beam as beam
 import numpy as np
 
 from autoenc import artifact as artifacts
-from autoenc.errors import InputError
+from autoenc.errors import ConfigError, InputError
 from autoenc.preprocessing import MomentStats, Normalizer
 from autoenc.schema import infer_spec
 from autoenc.scoring import threshold_from_contamination
-from autoenc.training import TrainingConfig, encode_chunk, fit, make_dataset
+from autoenc.training import TENSOR_KINDS, TrainingConfig, encode_chunk, fit, make_dataset
 from autoenc.validation import rejected_schema, validation_mask
 from pipelines import io, transforms
 from pipelines.options import InputOptions, TrainOptions, parse
@@ -112,6 +112,7 @@ def run(argv=None, save_main_session=True):
     opt = options.view_as(TrainOptions)
     config = TrainingConfig(
         model=opt.model,
+        loss=opt.loss,
         sparsity=opt.sparsity,
         beta=opt.beta,
         latent_dim=opt.latent_dim,
@@ -137,6 +138,12 @@ def run(argv=None, save_main_session=True):
         first_rows=io.read_first_rows(files[0], fmt, schema),
         source=files[0],
     )
+    if config.model in TENSOR_KINDS and (spec.n_features != 1 or not spec.features[0].shape):
+        what = "an image (H,W or H,W,C)" if config.model == "conv" else "a sequence (T,F or T)"
+        raise ConfigError(
+            f"--model={config.model} needs exactly one feature, {what} stored as lists. "
+            f"Received: {', '.join(f.describe() for f in spec.features)}; choose it with --features."
+        )
     version = artifacts.new_version()
     version_dir = artifacts.join(inp.model_dir, version)
     _log.info("Training version %s on %d file(s), features %s", version, len(files), ", ".join(spec.names))
@@ -173,7 +180,7 @@ def run(argv=None, save_main_session=True):
             f"{counts['train']} for training, {counts['validation']} for validation. See the "
             f"reasons in {artifacts.join(version_dir, 'rejected')}."
         )
-    normalizer = Normalizer.from_stats(stats)
+    normalizer = Normalizer.from_stats(stats, config.normalization, sizes=[f.size for f in spec.features])
     import tensorflow as tf
 
     staged = {
@@ -184,6 +191,7 @@ def run(argv=None, save_main_session=True):
         config,
         n_features=spec.width,
         normalizer=normalizer,
+        shape=spec.features[0].shape if config.model in TENSOR_KINDS else None,
         train_files=staged["train"],
         val_files=staged["validation"],
         n_train=counts["train"],

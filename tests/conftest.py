@@ -28,7 +28,7 @@ TINY_TRAIN_ARGS = [
 
 
 def write_tfrecord(table: pa.Table, path: str, *, gzip: bool = False) -> None:
-    """Writes a table as tf.train.Example records (floats as float_list)."""
+    """Writes a table as tf.train.Example records (floats and lists of floats as float_list)."""
     import tensorflow as tf
 
     options = tf.io.TFRecordOptions(compression_type="GZIP" if gzip else "")
@@ -38,7 +38,9 @@ def write_tfrecord(table: pa.Table, path: str, *, gzip: bool = False) -> None:
             for name, value in row.items():
                 if value is None:
                     continue
-                if isinstance(value, str):
+                if isinstance(value, list):
+                    feature[name] = tf.train.Feature(float_list=tf.train.FloatList(value=value))
+                elif isinstance(value, str):
                     feature[name] = tf.train.Feature(bytes_list=tf.train.BytesList(value=[value.encode()]))
                 elif isinstance(value, int):
                     feature[name] = tf.train.Feature(int64_list=tf.train.Int64List(value=[value]))

@@ -9,11 +9,15 @@ from autoenc.training import MODEL_KINDS
 
 def test_every_kind_has_a_builder_with_the_shared_contract():
     assert tuple(BUILDERS) == MODEL_KINDS
+    shapes = {"conv": (6, 5, 2), "lstm": (10, 6)}
     for kind, build in BUILDERS.items():
-        model = build(5, latent_dim=2, hidden_units=(8,), activation="relu", sparsity=1e-3, beta=0.5)
+        shape = shapes.get(kind, (60,))
+        model = build(
+            60, latent_dim=2, hidden_units=(8,), activation="relu", sparsity=1e-3, beta=0.5, shape=shape
+        )
         latent, reconstruction = scoring_model(model).outputs
         assert tuple(latent.shape) == (None, 2), kind
-        assert tuple(reconstruction.shape) == (None, 5), kind
+        assert tuple(reconstruction.shape) == (None, 60), kind
         assert model.get_layer(LATENT_LAYER) is not None
 
 
@@ -50,3 +54,15 @@ def test_sparse_latent_is_non_negative_and_penalized():
 def test_bad_hyperparameters_are_clear_errors(build, kwargs, match):
     with pytest.raises(ConfigError, match=match):
         build(4, **kwargs)
+
+
+@pytest.mark.parametrize("kind, shape", [("conv", (60,)), ("conv", (3, 4, 5, 1)), ("lstm", (2, 3, 10))])
+def test_tensor_kinds_refuse_other_shapes(kind, shape):
+    with pytest.raises(ConfigError, match=f"{kind} needs exactly one"):
+        BUILDERS[kind](60, latent_dim=2, shape=shape)
+
+
+def test_conv_reconstructs_odd_image_sizes():
+    model = BUILDERS["conv"](7 * 9 * 3, latent_dim=4, shape=(7, 9, 3))
+    x = np.random.default_rng(0).uniform(size=(2, 7 * 9 * 3)).astype("float32")
+    assert model(x).shape == (2, 7 * 9 * 3)
