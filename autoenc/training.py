@@ -38,7 +38,11 @@ WARMUP_STEPS_PER_EPOCH = 400
 SPECTRAL_SAMPLE_ROWS = 2000
 SPECTRAL_ENCODER_STEPS = 2000
 SPECTRAL_DECODER_STEPS = 1500
-INITS = ("spectral", "random")
+INITS = ("auto", "spectral", "random")
+# A latent at most this wide gets the spectral start and the start selection by
+# default: narrow latents are where folded encodings happen.
+NARROW_LATENT = 2
+NARROW_N_INIT = 16
 # The keys of autoenc.models.BUILDERS (kept here so that importing the config
 # does not import Keras).
 MODEL_KINDS = ("dense", "sparse", "vae", "pca", "conv", "lstm")
@@ -84,8 +88,12 @@ class TrainingConfig:
             coordinates of a sample of the training rows (see
             ``autoenc.spectral``) and a decoder fitted to that encoder; the other
             ``n_init - 1`` are random. ``"random"``: all ``n_init`` are random.
+            ``"auto"``: spectral for a narrow latent (at most ``NARROW_LATENT``
+            wide, where folded encodings are the rule), random otherwise.
         n_init: starts tried by successive halving (see ``_best_start``); the
-            survivor is trained to the end. 1 trains a single start.
+            survivor is trained to the end. 1 trains a single start. ``None``:
+            16 for a narrow latent, else 1 (a wider latent rarely folds, and the
+            selection costs about 60 short epochs).
     """
 
     model: str = "dense"
@@ -103,8 +111,8 @@ class TrainingConfig:
     sparsity: float = 1e-4
     beta: float = 1.0
     loss: str = "auto"
-    init: str = "spectral"
-    n_init: int = 16
+    init: str = "auto"
+    n_init: int | None = None
 
     def __post_init__(self):
         checks = [
@@ -121,7 +129,7 @@ class TrainingConfig:
             (0 < self.validation_fraction < 1, "validation_fraction", "in (0, 1)"),
             (0 <= self.contamination < 1, "contamination", "in [0, 1)"),
             (self.shuffle_buffer >= 1, "shuffle_buffer", ">= 1"),
-            (self.n_init >= 1, "n_init", ">= 1"),
+            (self.n_init is None or self.n_init >= 1, "n_init", ">= 1"),
             (self.init in INITS, "init", f"one of {', '.join(INITS)}"),
             (self.model in MODEL_KINDS, "model", f"one of {', '.join(MODEL_KINDS)}"),
             (self.sparsity >= 0 and math.isfinite(self.sparsity), "sparsity", ">= 0"),
@@ -151,6 +159,16 @@ class TrainingConfig:
     def normalization(self) -> str:
         """``minmax`` (values in [0, 1]) for a bce loss, ``zscore`` otherwise."""
         return "minmax" if self.resolved_loss == "bce" else "zscore"
+
+    def resolved_init(self, n_features: int) -> str:
+        if self.init != "auto":
+            return self.init
+        return "spectral" if self.resolved_latent_dim(n_features) <= NARROW_LATENT else "random"
+
+    def resolved_n_init(self, n_features: int) -> int:
+        if self.n_init is not None:
+            return self.n_init
+        return NARROW_N_INIT if self.resolved_latent_dim(n_features) <= NARROW_LATENT else 1
 
     def resolved_latent_dim(self, n_features: int) -> int:
         return self.latent_dim or max(1, math.ceil(math.sqrt(n_features)))
@@ -362,14 +380,14 @@ def _new_model(config: TrainingConfig, n_features: int, shape, seed: int):
 
 
 def _best_start(config, n_features, shape, train_ds, val_ds, n_train, n_val, verbose):
-    """Successive halving over ``config.n_init`` starts.
+    """Successive halving over ``config.resolved_n_init`` starts.
 
     A narrow bottleneck trained from random weights can settle early into a
     folded encoding: stretches of the data mapped onto the latent in opposite
     directions, joined by steep jumps whose rows then reconstruct badly. That is a
     local minimum further training does not leave (on the article's curve with a
     1-wide latent only about 1 random start in 50 escapes it). The spectral start
-    (``config.init == "spectral"``, see ``_spectral_start``) avoids it by
+    (``config.resolved_init`` is ``"spectral"``, see ``_spectral_start``) avoids it by
     construction; random starts compete with it, in case some data suits them
     better: every start trains two short epochs, the better half is kept, and
     that repeats until one is left. (An unfolded start shows a validation loss
@@ -384,15 +402,16 @@ def _best_start(config, n_features, shape, train_ds, val_ds, n_train, n_val, ver
     """
     import keras
 
+    n_init = config.resolved_n_init(n_features)
     model = _new_model(config, n_features, shape, config.seed * 1000)
     starts = []  # (name, weights)
-    if config.init == "spectral":
+    if config.resolved_init(n_features) == "spectral":
         spectral = _spectral_start(config, n_features, shape, train_ds, n_train)
         if spectral is not None:
             starts.append(("spectral", spectral))
-    if not starts or config.n_init > 1:
+    if not starts or n_init > 1:
         starts.append(("random 0", model.get_weights()))
-    for i in range(1, config.n_init - (starts[0][0] == "spectral")):
+    for i in range(1, n_init - (starts[0][0] == "spectral")):
         starts.append(
             (f"random {i}", _new_model(config, n_features, shape, config.seed * 1000 + i).get_weights())
         )
@@ -466,7 +485,7 @@ def _spectral_start(config, n_features, shape, train_ds, n_train):
         return None
     started = time.time()
     target = spectral_coordinates(sample, latent_dim).astype(np.float32)
-    model = _new_model(config, n_features, shape, config.seed * 1000 + config.n_init)
+    model = _new_model(config, n_features, shape, config.seed * 1000 + config.resolved_n_init(n_features))
     encoder = keras.Model(model.inputs, model.get_layer(LATENT_LAYER).output)
     encoder.compile(optimizer=keras.optimizers.Adam(config.learning_rate), loss="mse")
     batch = min(64, len(sample))

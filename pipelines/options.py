@@ -14,7 +14,7 @@ from apache_beam.options.pipeline_options import (
 )
 
 from autoenc.errors import ConfigError
-from autoenc.training import INITS, LOSSES, MODEL_KINDS, TrainingConfig
+from autoenc.training import INITS, LOSSES, MODEL_KINDS, NARROW_LATENT, NARROW_N_INIT, TrainingConfig
 
 FORMATS = ("parquet", "tfrecord")
 DEFAULTS = TrainingConfig()
@@ -183,15 +183,16 @@ class TrainOptions(PipelineOptions):
             default=DEFAULTS.init,
             help="How the first start is made: 'spectral' fits the encoder to the "
             "spectral coordinates of a sample of the rows (guards against folded "
-            "encodings), 'random' draws it like the others. Default: "
-            f"{DEFAULTS.init}.",
+            "encodings), 'random' draws it like the others, 'auto' is spectral for a "
+            f"latent at most {NARROW_LATENT} wide and random otherwise. Default: {DEFAULTS.init}.",
         )
         parser.add_argument(
             "--n_init",
             type=int,
             default=DEFAULTS.n_init,
             help="Starts tried: each gets short warm-ups, the worse half is dropped "
-            f"after each, and the last is trained to the end. Default: {DEFAULTS.n_init}.",
+            "after each, and the last is trained to the end. Default: "
+            f"{NARROW_N_INIT} for a latent at most {NARROW_LATENT} wide, else 1.",
         )
         parser.add_argument(
             "--seed",

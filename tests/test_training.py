@@ -150,3 +150,13 @@ def test_pca_fit_matches_numpy_svd(tmp_path, rng):
     got = result.model.predict(z.astype("float32"), verbose=0)
     np.testing.assert_allclose(got, expected, atol=2e-4)
     assert result.val_loss[0] == pytest.approx(np.mean((expected[700:] - z[700:]) ** 2), rel=1e-3)
+
+
+def test_auto_start_policy_depends_on_the_latent_width():
+    narrow, wide = TrainingConfig(latent_dim=2), TrainingConfig(latent_dim=3)
+    assert (narrow.resolved_init(10), narrow.resolved_n_init(10)) == ("spectral", 16)
+    assert (wide.resolved_init(10), wide.resolved_n_init(10)) == ("random", 1)
+    # The default latent for 4 features is 2 wide: narrow.
+    assert TrainingConfig().resolved_init(4) == "spectral"
+    explicit = TrainingConfig(latent_dim=8, init="spectral", n_init=4)
+    assert (explicit.resolved_init(10), explicit.resolved_n_init(10)) == ("spectral", 4)
