@@ -164,14 +164,22 @@ def test_conv_trains_and_scores_images(storage, tmp_path):
 
 
 @pytest.mark.pipeline
-def test_lstm_trains_and_scores_fixed_size_sequences(tmp_path):
+@pytest.mark.parametrize("storage", ["fixed_size_list", "tfrecord"])
+def test_lstm_trains_and_scores_sequences(storage, tmp_path):
     rng = np.random.default_rng(0)
     t = 16
     phase, freq = rng.uniform(0, 6.28, 300), rng.uniform(0.3, 0.6, 300)
     seq = np.sin(freq[:, None] * np.arange(t)[None] + phase[:, None]).astype(np.float32)
-    column = pa.FixedSizeListArray.from_arrays(pa.array(seq.ravel()), t)
-    path = tmp_path / "seq.parquet"
-    pq.write_table(pa.table({"id": [f"s{i}" for i in range(300)], "seq": column}), path)
+    ids = [f"s{i}" for i in range(300)]
+    if storage == "tfrecord":
+        path = tmp_path / "seq.tfrecord"
+        write_tfrecord(pa.table({"id": ids, "seq": pa.array(seq.tolist())}), str(path))
+        shape_args = [f"--shape={t},1"]
+    else:
+        column = pa.FixedSizeListArray.from_arrays(pa.array(seq.ravel()), t)
+        path = tmp_path / "seq.parquet"
+        pq.write_table(pa.table({"id": ids, "seq": column}), path)
+        shape_args = []
     model_dir = tmp_path / "m"
     train.run(
         [
@@ -184,11 +192,12 @@ def test_lstm_trains_and_scores_fixed_size_sequences(tmp_path):
             "--epochs=3",
             "--n_init=1",
             "--init=random",
+            *shape_args,
         ],
         save_main_session=False,
     )
     artifact = load_artifact(str(model_dir))
-    assert artifact.metadata.spec.features[0].shape == (t,)
+    assert artifact.metadata.spec.features[0].shape == ((t, 1) if storage == "tfrecord" else (t,))
     assert artifact.metadata.normalization.method == "zscore"
     summary = score.run(
         [f"--input={path}", f"--model_dir={model_dir}", f"--output={tmp_path / 'out'}"],
