@@ -179,6 +179,15 @@ def build_pca(n_features: int, *, latent_dim: int, **_) -> keras.Model:
     return keras.Model(inputs, outputs, name="pca")
 
 
+def _check_tensor_shape(kind, what, ranks, n_features, shape) -> None:
+    if shape is None or len(shape) not in ranks or n_features != math.prod(shape):
+        raise ConfigError(
+            f"{kind} needs exactly one {what}. Received: shape "
+            f"{None if shape is None else tuple(shape)} for {n_features} input value(s); "
+            "declare it with --shape."
+        )
+
+
 def _check_widths(n_features, latent_dim, hidden_units) -> None:
     if n_features < 1:
         raise ConfigError(f"n_features must be >= 1. Received: n_features={n_features}")
@@ -235,11 +244,7 @@ def build_conv(
     Raises:
         ConfigError: ``shape`` is not an image shape.
     """
-    if len(shape) not in (2, 3) or n_features != math.prod(shape):
-        raise ConfigError(
-            f"conv needs exactly one image feature of shape H,W or H,W,C. Received: shape "
-            f"{tuple(shape)} for {n_features} input value(s); declare it with --shape."
-        )
+    _check_tensor_shape("conv", "an image feature of shape H,W or H,W,C", (2, 3), n_features, shape)
     _check_widths(n_features, latent_dim, ())
     h, w = shape[0], shape[1]
     c = shape[2] if len(shape) == 3 else 1
@@ -286,11 +291,7 @@ def build_lstm(
     Raises:
         ConfigError: ``shape`` is not a sequence shape.
     """
-    if len(shape) not in (1, 2) or n_features != math.prod(shape):
-        raise ConfigError(
-            f"lstm needs exactly one sequence feature of shape T,F or T. Received: shape "
-            f"{tuple(shape)} for {n_features} input value(s); declare it with --shape."
-        )
+    _check_tensor_shape("lstm", "a sequence feature of shape T,F or T", (1, 2), n_features, shape)
     _check_widths(n_features, latent_dim, hidden_units)
     t, f = shape[0], shape[1] if len(shape) == 2 else 1
     inputs = keras.Input(shape=(n_features,), name="features")
