@@ -182,7 +182,7 @@ def build_pca(n_features: int, *, latent_dim: int, **_) -> keras.Model:
 def _check_tensor_shape(kind, what, ranks, n_features, shape) -> None:
     if shape is None or len(shape) not in ranks or n_features != math.prod(shape):
         raise ConfigError(
-            f"{kind} needs exactly one {what}. Received: shape "
+            f"{kind} needs exactly one feature, {what}. Received: shape "
             f"{None if shape is None else tuple(shape)} for {n_features} input value(s); "
             "declare it with --shape."
         )
@@ -244,7 +244,7 @@ def build_conv(
     Raises:
         ConfigError: ``shape`` is not an image shape.
     """
-    _check_tensor_shape("conv", "an image feature of shape H,W or H,W,C", (2, 3), n_features, shape)
+    _check_tensor_shape("conv", "an image of shape H,W or H,W,C", (2, 3), n_features, shape)
     _check_widths(n_features, latent_dim, ())
     h, w = shape[0], shape[1]
     c = shape[2] if len(shape) == 3 else 1
@@ -291,7 +291,7 @@ def build_lstm(
     Raises:
         ConfigError: ``shape`` is not a sequence shape.
     """
-    _check_tensor_shape("lstm", "a sequence feature of shape T,F or T", (1, 2), n_features, shape)
+    _check_tensor_shape("lstm", "a sequence of shape T,F or T", (1, 2), n_features, shape)
     _check_widths(n_features, latent_dim, hidden_units)
     t, f = shape[0], shape[1] if len(shape) == 2 else 1
     inputs = keras.Input(shape=(n_features,), name="features")

@@ -132,6 +132,8 @@ class Normalizer:
         if method != "minmax":
             raise ValueError(f"method must be one of {NORMALIZATIONS}. Received: {method!r}")
         sizes = list(sizes) if sizes is not None else [1] * len(stats.mean)
+        if sum(sizes) != len(stats.mean):
+            raise ValueError(f"sizes must add up to {len(stats.mean)} values. Received: {sizes}")
         low, high = np.empty(len(stats.mean)), np.empty(len(stats.mean))
         start = 0
         for size in sizes:

@@ -226,15 +226,40 @@ def infer_spec(
             raise _missing("Key", name, schema, source)
     check_reserved_names(schema, source=source)
     if features is None:
+        # A list column joins by default only when its shape is certain (fixed by
+        # its type, or declared): a variable-length list (tags, counts) would
+        # otherwise get the first row's length and reject most rows.
+        # Unnamed --shape values go to the first variable-length list columns.
+        declared = {text.split("=", 1)[0] for text in shapes if "=" in text}
+        variable = [
+            f.name
+            for f in schema
+            if f.name not in key_columns and is_tensor(f.type) and _fixed_shape(f.type) is None
+        ]
+        unnamed = sum("=" not in text for text in shapes)
+        declared |= set([n for n in variable if n not in declared][:unnamed])
         names = [
-            f.name for f in schema if f.name not in key_columns and (is_numeric(f.type) or is_tensor(f.type))
+            f.name
+            for f in schema
+            if f.name not in key_columns
+            and (
+                is_numeric(f.type)
+                or (is_tensor(f.type) and (_fixed_shape(f.type) is not None or f.name in declared))
+            )
         ]
         if not names:
+            lists = [f.name for f in schema if f.name not in key_columns and is_tensor(f.type)]
+            hint = (
+                f" List column(s) {', '.join(lists)} join only with a known shape: "
+                f"--shape {lists[0]}=H,W,C (or T,F), or name them in --features."
+                if lists
+                else ""
+            )
             raise InputError(
                 f"{source} has no numeric column to use as a feature (columns: "
                 f"{', '.join(f'{f.name}: {f.type}' for f in schema)}). autoenc needs "
                 "integer or floating-point feature columns, or lists of them; pass "
-                "--features to choose them."
+                f"--features to choose them.{hint}"
             )
     else:
         names = list(features)
@@ -286,6 +311,8 @@ def _declared_shapes(shapes: Sequence[str], tensors: Sequence[str]) -> dict[str,
                     f"--shape names column '{name}', which is not a tensor feature. Tensor "
                     f"features: {', '.join(tensors) or '(none)'}."
                 )
+            if name in named:
+                raise InputError(f"--shape names column '{name}' twice; give one shape per tensor feature.")
             named[name] = parse_shape(value)
         else:
             positional.append(parse_shape(text))
@@ -299,20 +326,27 @@ def _declared_shapes(shapes: Sequence[str], tensors: Sequence[str]) -> dict[str,
 
 
 def _first_row_shape(first_rows: pa.Table | None, name: str) -> tuple[int, ...] | None:
-    """The nested lengths of the first non-null value of column ``name``."""
+    """The nested lengths of the first value of column ``name`` with no null and
+    no empty list inside (``None`` when there is none)."""
     if first_rows is None or name not in first_rows.column_names:
         return None
     for value in first_rows.column(name).to_pylist():
-        if value is None:
-            continue
-        shape = []
-        while isinstance(value, list):
-            shape.append(len(value))
-            if not value:
-                return None
-            value = value[0]
-        return tuple(shape)
+        shape = _nested_shape(value)
+        if shape:
+            return shape
     return None
+
+
+def _nested_shape(value) -> tuple[int, ...] | None:
+    """(len, len of the first element, ...) of a regular nest of lists, else None."""
+    if not isinstance(value, list) or not value:
+        return None
+    if not isinstance(value[0], list):
+        return (len(value),) if all(v is not None and not isinstance(v, list) for v in value) else None
+    inner = [_nested_shape(v) for v in value]
+    if inner[0] is None or any(s != inner[0] for s in inner):
+        return None
+    return (len(value), *inner[0])
 
 
 def _check_shape_fits(name: str, shape: tuple[int, ...], arrow_type: pa.DataType, source: str) -> None:

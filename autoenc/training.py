@@ -62,7 +62,7 @@ class TrainingConfig:
 
     Attributes:
         model: model kind (a key of ``autoenc.models.BUILDERS``): ``dense``,
-            ``sparse``, ``vae`` or ``pca``.
+            ``sparse``, ``vae``, ``pca``, ``conv`` or ``lstm``.
         latent_dim: width of the latent vector; ``None`` picks ceil(sqrt(n_features)).
         hidden_units: encoder layer widths, mirrored in the decoder.
         activation: hidden-layer activation.
@@ -360,6 +360,17 @@ def _fit_pca(config: TrainingConfig, n_features: int, shape, train_ds, val_ds) -
     return FitResult(model=model, loss=[loss], val_loss=[val_loss], best_epoch=1, start="svd")
 
 
+def build_model(config: TrainingConfig, n_features: int, shape=None, seed: int = 0):
+    """A freshly initialized, uncompiled model of ``config``'s kind for rows of
+    ``n_features`` values (``shape``: the tensor feature's, for conv and lstm).
+
+    Raises:
+        ConfigError: the kind cannot take this data (e.g. a pca latent wider than
+            the data, or an image shape conv cannot use).
+    """
+    return _new_model(config, n_features, shape, seed)
+
+
 def _new_model(config: TrainingConfig, n_features: int, shape, seed: int):
     """A freshly initialized, uncompiled model of ``config``'s kind."""
     import keras
@@ -485,6 +496,9 @@ def _spectral_start(config, n_features, shape, train_ds, n_train):
         return None
     started = time.time()
     target = spectral_coordinates(sample, latent_dim).astype(np.float32)
+    if config.model == "sparse":
+        # Its latent is a ReLU: the targets must be >= 0 to be reachable.
+        target -= target.min(axis=0)
     model = _new_model(config, n_features, shape, config.seed * 1000 + config.resolved_n_init(n_features))
     encoder = keras.Model(model.inputs, model.get_layer(LATENT_LAYER).output)
     encoder.compile(optimizer=keras.optimizers.Adam(config.learning_rate), loss="mse")

@@ -25,7 +25,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from autoenc.schema import FeatureSpec
+from autoenc.schema import FeatureSpec, is_tensor
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,6 +83,7 @@ def conform_batch(
         return ConformedBatch(batch)
     features = set(spec.names)
     columns, problems = [], []
+    row_problems: list[tuple[int, str]] = []
     for field in reference:
         index = batch.schema.get_field_index(field.name)
         if index < 0:
@@ -97,16 +98,49 @@ def conform_batch(
         try:
             columns.append(pc.cast(column, field.type, safe=True))
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            if field.name in features and is_tensor(field.type) and is_tensor(column.type):
+                # One row of another length fails the whole cast to a fixed-size
+                # list: cast row by row, so only the rows that do not fit are lost.
+                cast, failed = _cast_rows(column, field.type)
+                columns.append(cast)
+                row_problems.extend(
+                    (
+                        i,
+                        f"column '{field.name}' has a value that does not fit {field.type} (the type in the first input file)",
+                    )
+                    for i in failed
+                )
+                continue
             columns.append(pa.nulls(batch.num_rows, field.type))
             problems.append(
                 f"column '{field.name}' has type {column.type} in {source}, expected "
                 f"{field.type} (the type in the first input file)"
             )
     conformed = pa.RecordBatch.from_arrays(columns, schema=reference)
-    if not problems:
+    if not problems and not row_problems:
         return ConformedBatch(conformed)
-    reason = "; ".join(problems)
-    return ConformedBatch(conformed, [reason] * batch.num_rows)
+    reasons: list[list[str]] = [list(problems) for _ in range(batch.num_rows)]
+    for i, message in row_problems:
+        reasons[i].append(message)
+    return ConformedBatch(conformed, ["; ".join(r) if r else None for r in reasons])
+
+
+def _cast_rows(column: pa.Array, target: pa.DataType) -> tuple[pa.Array, list[int]]:
+    """Casts ``column`` to ``target`` one row at a time; rows that fail become null.
+
+    Returns:
+        The cast column and the indices of the rows that failed.
+    """
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    parts, failed = [], []
+    for i in range(len(column)):
+        try:
+            parts.append(pc.cast(column.slice(i, 1), target, safe=True))
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            parts.append(pa.nulls(1, target))
+            failed.append(i)
+    return pa.concat_arrays(parts) if parts else pa.nulls(0, target), failed
 
 
 def validate_batch(
@@ -228,6 +262,12 @@ def _tensor_values(column: pa.Array, feature) -> tuple[np.ndarray, list[tuple[np
                     )
                 )
                 bad |= mask
+        # Null lists (already reported) can still span child values in the
+        # buffers; drop them so parent indices and flattened values agree.
+        present = pc.is_valid(level)
+        if level.null_count:
+            level = level.filter(present)
+            rows = rows[present.to_numpy(zero_copy_only=False)]
         parents = pc.list_parent_indices(level).to_numpy(zero_copy_only=False)
         rows = rows[parents]
         level = pc.list_flatten(level)

@@ -78,7 +78,8 @@ def run(argv=None) -> pa.Table:
         arrow_type = pa.type_for_alias(feature.dtype)
         values = values[:, 0]
         if pa.types.is_integer(arrow_type):
-            values = np.rint(values)
+            info = np.iinfo(arrow_type.to_pandas_dtype())
+            values = np.clip(np.rint(values), info.min, info.max)
         columns[feature.name] = pa.array(values).cast(arrow_type, safe=False)
     k = z.shape[1]
     columns["latent"] = pa.ListArray.from_arrays(

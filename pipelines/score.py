@@ -116,6 +116,9 @@ def run(argv=None, save_main_session=True) -> dict:
     inp = options.view_as(InputOptions)
     opt = options.view_as(ScoreOptions)
     require(opt, "output")
+    # First of all: from now until this run succeeds, nothing claims --output
+    # holds a finished result (also when this run fails before writing anything).
+    io.delete_tree(artifacts.join(opt.output, "summary.json"))
     started = time.time()
     artifact = artifacts.load_artifact(inp.model_dir, version=opt.model_version)
     spec = artifact.metadata.spec

@@ -37,7 +37,7 @@ from autoenc.errors import ConfigError, InputError
 from autoenc.preprocessing import MomentStats, Normalizer
 from autoenc.schema import infer_spec
 from autoenc.scoring import threshold_from_contamination
-from autoenc.training import TENSOR_KINDS, TrainingConfig, encode_chunk, fit, make_dataset
+from autoenc.training import TENSOR_KINDS, TrainingConfig, build_model, encode_chunk, fit, make_dataset
 from autoenc.validation import rejected_schema, validation_mask
 from pipelines import io, transforms
 from pipelines.options import InputOptions, TrainOptions, parse
@@ -144,6 +144,10 @@ def run(argv=None, save_main_session=True):
             f"--model={config.model} needs exactly one feature, {what} stored as lists. "
             f"Received: {', '.join(f.describe() for f in spec.features)}; choose it with --features."
         )
+    shape = spec.features[0].shape if config.model in TENSOR_KINDS else None
+    # Build the model once now: a combination the kind cannot take stops here,
+    # before the pass over the data.
+    build_model(config, spec.width, shape)
     version = artifacts.new_version()
     version_dir = artifacts.join(inp.model_dir, version)
     _log.info("Training version %s on %d file(s), features %s", version, len(files), ", ".join(spec.names))
@@ -191,7 +195,7 @@ def run(argv=None, save_main_session=True):
         config,
         n_features=spec.width,
         normalizer=normalizer,
-        shape=spec.features[0].shape if config.model in TENSOR_KINDS else None,
+        shape=shape,
         train_files=staged["train"],
         val_files=staged["validation"],
         n_train=counts["train"],

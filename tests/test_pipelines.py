@@ -440,3 +440,12 @@ def test_sample_refuses_bad_counts(tiny_model_dir, tmp_path, capsys):
     argv = ["sample", f"--model_dir={tiny_model_dir}", "-n", "0", f"--output={tmp_path}/s.parquet"]
     assert cli.main(argv) == 2
     assert "-n must be >= 1. Received: -n 0" in capsys.readouterr().err
+
+
+def test_a_rerun_that_fails_early_leaves_no_summary(tiny_model_dir, article_parquet, tmp_path):
+    out = tmp_path / "out"
+    score_run(article_parquet, tiny_model_dir, out)
+    assert (out / "summary.json").exists()
+    with pytest.raises(InputError, match="No file matches|no file"):
+        score_run(tmp_path / "missing-*.parquet", tiny_model_dir, out)
+    assert not (out / "summary.json").exists()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute  # noqa: F401  (pa.compute)
 import pyarrow.parquet as pq
 import pytest
 from conftest import write_tfrecord
@@ -38,13 +39,14 @@ def test_shapes_come_from_declaration_type_or_first_row():
             "x": [1.0],
         }
     )
-    spec = infer_spec(table.schema, shapes=["flat=2,2,1"], first_rows=table, source="t")
+    names = ["nested", "fixed", "flat", "x"]
+    spec = infer_spec(table.schema, features=names, shapes=["flat=2,2,1"], first_rows=table, source="t")
     shapes = {f.name: f.shape for f in spec.features}
     # declared by name; fixed by the type; from the first row's nested lengths; scalar
     assert shapes == {"nested": (3, 2), "fixed": (12,), "flat": (2, 2, 1), "x": ()}
     assert spec.width == 6 + 12 + 4 + 1
     # An unnamed shape goes to the first tensor feature without a named one.
-    spec = infer_spec(table.schema, shapes=["flat=4", "3,2,1"], first_rows=table, source="t")
+    spec = infer_spec(table.schema, features=names, shapes=["flat=4", "3,2,1"], first_rows=table, source="t")
     assert spec.features[0].shape == (3, 2, 1)
     with pytest.raises(InputError, match="list level 1 has|cannot hold"):
         infer_spec(table.schema, shapes=["fixed=5,3"], first_rows=table, source="t")
@@ -52,15 +54,17 @@ def test_shapes_come_from_declaration_type_or_first_row():
 
 def test_shape_errors_name_the_column():
     schema = pa.schema([("img", pa.list_(pa.float32()))])
-    with pytest.raises(InputError, match="Cannot tell the shape of tensor column 'img'.*--shape img="):
+    with pytest.raises(InputError, match="List column\\(s\\) img join only with a known shape: --shape img="):
         infer_spec(schema, source="a.parquet")
+    with pytest.raises(InputError, match="Cannot tell the shape of tensor column 'img'.*--shape img="):
+        infer_spec(schema, features=["img"], source="a.parquet")
     with pytest.raises(InputError, match="2 unnamed --shape value"):
-        infer_spec(schema, shapes=["4", "4"], source="a.parquet")
+        infer_spec(schema, features=["img"], shapes=["4", "4"], source="a.parquet")
     with pytest.raises(InputError, match="'other', which is not a tensor feature"):
-        infer_spec(schema, shapes=["other=4"], source="a.parquet")
+        infer_spec(schema, features=["img"], shapes=["other=4"], source="a.parquet")
     nested = pa.schema([("img", NESTED)])
     with pytest.raises(InputError, match="has 2 list levels .* needs at least 2 dimensions"):
-        infer_spec(nested, shapes=["16"], source="a.parquet")
+        infer_spec(nested, features=["img"], shapes=["16"], source="a.parquet")
 
 
 def test_rows_of_the_wrong_shape_are_rejected_with_their_lengths():
@@ -107,7 +111,7 @@ def test_conv_trains_and_scores_images(storage, tmp_path):
     if storage == "nested":
         path = tmp_path / "img.parquet"
         pq.write_table(pa.table({"id": ids, "img": pa.array(images.tolist(), NESTED)}), path)
-        shape_args = []
+        shape_args = ["--features=img"]  # the shape comes from the first row
     else:
         path = tmp_path / "img.tfrecord"
         write_tfrecord(pa.table({"id": ids, "img": pa.array(images.reshape(400, -1).tolist())}), str(path))
@@ -223,7 +227,14 @@ def test_vae_on_images_samples_images_of_the_right_shape(tmp_path):
     pq.write_table(pa.table({"img": pa.array(blobs(200).tolist(), NESTED)}), path)
     model_dir = tmp_path / "m"
     train.run(
-        [f"--input={path}", f"--model_dir={model_dir}", "--model=vae", "--loss=bce", "--latent_dim=2"]
+        [
+            f"--input={path}",
+            f"--model_dir={model_dir}",
+            "--model=vae",
+            "--loss=bce",
+            "--latent_dim=2",
+            "--features=img",
+        ]
         + ["--hidden_units=32", "--epochs=2", "--n_init=1", "--init=random"],
         save_main_session=False,
     )
@@ -235,3 +246,64 @@ def test_vae_on_images_samples_images_of_the_right_shape(tmp_path):
     assert images.shape == (5, 8, 8)
     # Sigmoid output in [0, 1], scaled back to the training range 0..255.
     assert images.min() >= 0 and images.max() <= 255.01
+
+
+def test_a_null_row_in_a_cast_nested_column_does_not_shift_the_others():
+    # A null row that still spans values in the buffers (what a cast keeps).
+    column = pa.compute.cast(
+        pa.array([[[1, 2], [3, 4]], None, [[5, 6], [7, 8]]], pa.list_(pa.list_(pa.float32(), 2), 2)), NESTED
+    )
+    table = pa.table({"img": column})
+    checked = validate_batch(table.to_batches()[0], infer_spec(table.schema, shapes=["img=2,2"], source="t"))
+    assert checked.valid.tolist() == [True, False, True]
+    np.testing.assert_array_equal(checked.features, [[1, 2, 3, 4], [5, 6, 7, 8]])
+
+
+def test_a_later_file_with_one_bad_length_loses_only_that_row():
+    from autoenc.validation import conform_batch
+
+    reference = pa.schema([("img", pa.list_(pa.float32(), 2))])
+    later = pa.record_batch(
+        {"img": pa.array([[1.0, 2.0], [1.0, 2.0, 3.0], [4.0, 5.0]], pa.list_(pa.float32()))}
+    )
+    spec = infer_spec(reference, source="first.parquet")
+    conformed = conform_batch(later, reference, spec, source="later.parquet")
+    checked = validate_batch(conformed.batch, spec, prior_reasons=conformed.reasons)
+    assert checked.valid.tolist() == [True, False, True]
+    assert "does not fit fixed_size_list" in checked.reasons[0]
+
+
+def test_variable_lists_join_by_default_only_with_a_certain_shape():
+    table = pa.table(
+        {
+            "tags": pa.array([[1, 2, 3], [1], [1, 2]]),
+            "fixed": pa.FixedSizeListArray.from_arrays(pa.array(np.arange(6.0)), 2),
+            "x": [1.0, 2.0, 3.0],
+        }
+    )
+    assert infer_spec(table.schema, first_rows=table, source="t").names == ("fixed", "x")
+    assert infer_spec(table.schema, shapes=["tags=3"], first_rows=table, source="t").names == (
+        "tags",
+        "fixed",
+        "x",
+    )
+    with pytest.raises(InputError, match="names column 'tags' twice"):
+        infer_spec(table.schema, shapes=["tags=3", "tags=3"], source="t")
+
+
+def test_first_row_shape_skips_rows_with_holes():
+    table = pa.table(
+        {"img": pa.array([None, [None, [1.0, 2.0]], [[], [1.0]], [[1.0, 2.0], [3.0, 4.0]]], NESTED)}
+    )
+    spec = infer_spec(table.schema, features=["img"], first_rows=table, source="t")
+    assert spec.features[0].shape == (2, 2)
+
+
+def test_conv_on_a_flat_tfrecord_image_without_shape_stops_before_the_data_pass(tmp_path):
+    path = tmp_path / "img.tfrecord"
+    write_tfrecord(pa.table({"img": pa.array(blobs(20).reshape(20, -1).tolist())}), str(path))
+    with pytest.raises(
+        ConfigError, match="conv needs exactly one feature, an image .* declare it with --shape"
+    ):
+        train.run([f"--input={path}", f"--model_dir={tmp_path / 'm'}", "--model=conv", "--features=img"])
+    assert not (tmp_path / "m").exists()
