@@ -449,3 +449,14 @@ def test_a_rerun_that_fails_early_leaves_no_summary(tiny_model_dir, article_parq
     with pytest.raises(InputError, match="No file matches|no file"):
         score_run(tmp_path / "missing-*.parquet", tiny_model_dir, out)
     assert not (out / "summary.json").exists()
+
+
+def test_scores_dictionary_encode_keys_but_not_floats(tiny_model_dir, tmp_path):
+    pq.write_table(article_table(50, seed=4), tmp_path / "in.parquet")
+    score_run(tmp_path / "in.parquet", tiny_model_dir, tmp_path / "out")
+    (part,) = (tmp_path / "out" / "scores").glob("*.parquet")
+    meta = pq.ParquetFile(part).metadata.row_group(0)
+    encodings = {meta.column(i).path_in_schema: meta.column(i).encodings for i in range(meta.num_columns)}
+    assert any("DICTIONARY" in e for e in encodings["id"])
+    for column in ("reconstruction_error", "latent.list.item"):
+        assert not any("DICTIONARY" in e for e in encodings[column]), (column, encodings[column])
