@@ -25,7 +25,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from autoenc.schema import FeatureSpec, is_tensor
+from autoenc.schema import FeatureSpec, is_tensor, list_depth, shape_text
 
 
 @dataclasses.dataclass(frozen=True)
@@ -223,8 +223,6 @@ def _tensor_values(column: pa.Array, feature) -> tuple[np.ndarray, list[tuple[np
         float64 [n, feature.size] (NaN in rejected rows) and (row mask, message)
         pairs for the rejected rows.
     """
-    from autoenc.schema import list_depth, shape_text
-
     if isinstance(column, pa.ChunkedArray):
         column = column.combine_chunks()
     n = len(column)

@@ -35,7 +35,6 @@ import sys
 import time
 
 import apache_beam as beam
-import numpy as np
 import pyarrow as pa
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.utils import shared
@@ -89,10 +88,8 @@ class _ScoreFn(beam.DoFn):
 
     def process(self, valid):
         scores = self._scorer.score(valid.features)
-        n, k = scores.latent.shape
-        latent = pa.ListArray.from_arrays(
-            pa.array(np.arange(0, (n + 1) * k, k, dtype=np.int32)), pa.array(scores.latent.ravel())
-        )
+        n = len(scores.latent)
+        latent = io.list_column(scores.latent)
         anomalies = int(scores.is_anomaly.sum())
         self._scored.inc(n)
         self._anomalies.inc(anomalies)
@@ -116,9 +113,12 @@ def run(argv=None, save_main_session=True) -> dict:
     inp = options.view_as(InputOptions)
     opt = options.view_as(ScoreOptions)
     require(opt, "output")
-    # First of all: from now until this run succeeds, nothing claims --output
-    # holds a finished result (also when this run fails before writing anything).
-    io.delete_tree(artifacts.join(opt.output, "summary.json"))
+    # First of all (also when this run fails before writing anything): from now
+    # until it succeeds, nothing claims --output holds a finished result.
+    # Everything is written under the attempt directory and moved into place
+    # only when the job succeeded, so a re-run with the same --output replaces
+    # the earlier result cleanly, whatever a killed run left behind.
+    attempt_dir = io.start_attempt(opt.output)
     started = time.time()
     artifact = artifacts.load_artifact(inp.model_dir, version=opt.model_version)
     spec = artifact.metadata.spec
@@ -128,10 +128,6 @@ def run(argv=None, save_main_session=True) -> dict:
     out_schema = scores_schema(pa.schema([schema.field(name) for name in keep]))
     print(f"autoenc score: {len(files)} file(s) with model version {artifact.version}", file=sys.stderr)
 
-    # Everything is written under a fresh attempt directory and moved into place
-    # only when the job succeeded, so a re-run with the same --output replaces
-    # the earlier result cleanly, whatever a killed run left behind.
-    attempt_dir = io.start_attempt(opt.output)
     info_path = artifacts.join(attempt_dir, RUN_INFO)
     with beam.Pipeline(options=options) as p:
         chunks = p | "ReadRecords" >> io.ReadRecords(
