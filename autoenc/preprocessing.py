@@ -145,7 +145,9 @@ class Normalizer:
 
     def transform(self, x: np.ndarray) -> np.ndarray:
         """Raw float64 rows -> float32 normalized rows, the model's input."""
-        return ((x - self.mean) / self.scale).astype(np.float32)
+        out = np.subtract(x, self.mean, dtype=np.float64)
+        out /= self.scale
+        return out.astype(np.float32)
 
     def inverse_transform(self, z: np.ndarray) -> np.ndarray:
         """Normalized rows -> float64 rows in raw units."""

@@ -139,7 +139,7 @@ def run(argv=None, save_main_session=True) -> dict:
         )
         scored = checked.valid | "Score" >> beam.ParDo(
             _ScoreFn(inp.model_dir, artifact.version, out_schema)
-        ).with_outputs(transforms.COUNTS, main="scores")
+        ).with_output_types(pa.Table).with_outputs(transforms.COUNTS, main="scores")
         scored.scores | "WriteScores" >> io.WriteParquet(artifacts.join(attempt_dir, "scores"), out_schema)
         (
             [checked[transforms.COUNTS], scored[transforms.COUNTS]]

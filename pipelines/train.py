@@ -223,6 +223,7 @@ def run(argv=None, save_main_session=True):
             "best_epoch": result.best_epoch,
             "warmup_val_loss": result.warmup,
             "start": result.start,
+            "epoch_seconds": result.epoch_seconds,
         },
         rows={
             "read": counts["read"],

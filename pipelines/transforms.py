@@ -21,6 +21,7 @@ from apache_beam.io.filesystems import FileSystems
 from autoenc.preprocessing import MomentStats
 from autoenc.schema import FeatureSpec
 from autoenc.validation import rejected_table, validate_batch
+from pipelines.io import BatchCoder
 
 COUNTS = "counts"
 REJECTED = "rejected"
@@ -41,6 +42,9 @@ class ValidRows:
     rows: np.ndarray
     columns: pa.RecordBatch
     features: np.ndarray
+
+
+beam.coders.registry.register_coder(ValidRows, BatchCoder)
 
 
 class _ValidateFn(beam.DoFn):
@@ -93,9 +97,9 @@ class Validate(beam.PTransform):
         self._keep = tuple(keep_columns)
 
     def expand(self, chunks):
-        return chunks | "Check" >> beam.ParDo(_ValidateFn(self._spec, self._keep)).with_outputs(
-            COUNTS, REJECTED, main="valid"
-        )
+        return chunks | "Check" >> beam.ParDo(_ValidateFn(self._spec, self._keep)).with_output_types(
+            ValidRows
+        ).with_outputs(COUNTS, REJECTED, main="valid")
 
 
 class StatsCombineFn(beam.CombineFn):

@@ -343,7 +343,7 @@ def test_cli_help_lists_the_options(capsys):
 
 
 def test_rerun_replaces_the_output_cleanly_even_after_a_killed_run(tiny_model_dir, article_parquet, tmp_path):
-    """Run, plant a stale shard (as from an earlier run with two shards), start a
+    """Run, plant a stale shard (as from an earlier run with nine shards), start a
     second run and kill it half-way, then run again: the output holds exactly the
     last run's shards, no attempt directory is left, and summary.json is absent
     after the kill (a scheduler sees the failure) and present after the re-run."""
@@ -357,7 +357,7 @@ def test_rerun_replaces_the_output_cleanly_even_after_a_killed_run(tiny_model_di
     argv = [f"--input={article_parquet}", f"--model_dir={tiny_model_dir}", f"--output={out}"]
     score.run(argv)
     first = sorted(os.listdir(out / "scores"))
-    shutil.copy(out / "scores" / first[0], out / "scores" / "part-00001-of-00002.parquet")
+    shutil.copy(out / "scores" / first[0], out / "scores" / "part-00007-of-00009.parquet")
 
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     proc = subprocess.Popen(
@@ -377,7 +377,7 @@ def test_rerun_replaces_the_output_cleanly_even_after_a_killed_run(tiny_model_di
 
     summary = score.run(argv)
     assert sorted(os.listdir(out)) == ["rejected", "scores", "summary.json"]
-    assert "part-00001-of-00002.parquet" not in os.listdir(out / "scores")
+    assert "part-00007-of-00009.parquet" not in os.listdir(out / "scores")
     scores, rejected = read(out / "scores"), read(out / "rejected")
     assert scores.num_rows + rejected.num_rows == 2000 == summary["counts"]["read"]
     assert len(set(scores["id"].to_pylist())) == scores.num_rows
@@ -460,3 +460,42 @@ def test_scores_dictionary_encode_keys_but_not_floats(tiny_model_dir, tmp_path):
     assert any("DICTIONARY" in e for e in encodings["id"])
     for column in ("reconstruction_error", "latent.list.item"):
         assert not any("DICTIONARY" in e for e in encodings[column]), (column, encodings[column])
+
+
+@pytest.mark.parametrize("row_group_bytes, groups", [(None, 1), (1, 10)])
+def test_scores_gather_input_batches_into_row_groups(
+    tiny_model_dir, tmp_path, monkeypatch, row_group_bytes, groups
+):
+    """Ten 100-row input batches make one row group (well under 64 MiB), or ten
+    when every table passes the threshold."""
+    from pipelines import io
+
+    if row_group_bytes:
+        monkeypatch.setattr(io, "ROW_GROUP_BYTES", row_group_bytes)
+    pq.write_table(article_table(1000, seed=4), tmp_path / "in.parquet")
+    score_run(tmp_path / "in.parquet", tiny_model_dir, tmp_path / "out", "--read_batch_rows=100")
+    (part,) = (tmp_path / "out" / "scores").glob("*.parquet")
+    meta = pq.ParquetFile(part).metadata
+    assert meta.num_rows == 1000
+    assert meta.num_row_groups == groups
+
+
+def test_local_scoring_uses_every_core_unless_told_otherwise(monkeypatch):
+    from apache_beam.options.pipeline_options import DirectOptions
+
+    from pipelines import options as opts
+
+    monkeypatch.setattr(opts, "local_cores", lambda: 3)
+    base = ["--input=x.parquet", "--model_dir=m"]
+
+    def direct(*extra):
+        d = opts.parse([*base, *extra], save_main_session=False).view_as(DirectOptions)
+        return d.direct_running_mode, d.direct_num_workers
+
+    assert direct() == ("multi_threading", 3)
+    assert direct("--runner=DirectRunner") == ("multi_threading", 3)
+    assert direct("--direct_num_workers=1") == ("in_memory", 1)
+    assert direct("--direct_running_mode=multi_processing") == ("multi_processing", 1)
+    assert direct("--runner=PrismRunner") == ("in_memory", 1)
+    monkeypatch.setattr(opts, "local_cores", lambda: 64)
+    assert direct() == ("multi_threading", opts.MAX_LOCAL_WORKERS)

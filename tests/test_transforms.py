@@ -37,3 +37,23 @@ def test_stats_combine_fn_on_no_rows_is_empty():
             | beam.CombineGlobally(StatsCombineFn(2)),
             check,
         )
+
+
+def test_batch_coder_round_trips_chunks_and_estimates_size_without_encoding(monkeypatch):
+    import pickle
+
+    import pyarrow as pa
+
+    from pipelines import io
+
+    batch = pa.record_batch({"x": np.arange(1000, dtype=np.float64), "id": [str(i) for i in range(1000)]})
+    chunk = io.Chunk("f.parquet", 7, batch, None)
+    coder = io.BatchCoder()
+    back = coder.decode(coder.encode(chunk))
+    assert back.source == "f.parquet" and back.first_row == 7 and back.batch.equals(batch)
+
+    def no_pickling(*args, **kwargs):
+        raise AssertionError("estimate_size pickled the element")
+
+    monkeypatch.setattr(pickle, "dumps", no_pickling)
+    assert coder.estimate_size(chunk) == batch.nbytes >= 8000
