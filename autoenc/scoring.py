@@ -85,9 +85,17 @@ class Scorer:
         self.threshold = float(threshold)
         model = scoring_model(autoencoder)
         n_features = autoencoder.inputs[0].shape[-1]
+
+        def predict(x):
+            latent, reconstruction = model(x, training=False)
+            # The error in the graph, not in numpy: no reconstruction copied out.
+            # The difference of float32 values, squared and averaged in float64.
+            diff = tf.cast(tf.reshape(reconstruction, tf.shape(x)) - x, tf.float64)
+            return latent, tf.reduce_mean(diff * diff, axis=1)
+
         # One trace for every batch size: the row dimension is left unknown.
         self._predict = tf.function(
-            lambda x: model(x, training=False),
+            predict,
             input_signature=[tf.TensorSpec([None, n_features], tf.float32)],
             reduce_retracing=True,
         )
@@ -101,9 +109,9 @@ class Scorer:
         latents, errors = [], []
         for start in range(0, max(len(x), 1), MODEL_BATCH_ROWS):
             part = x[start : start + MODEL_BATCH_ROWS]
-            latent, reconstruction = self._predict(part)
+            latent, error = self._predict(part)
             latents.append(latent.numpy())
-            errors.append(reconstruction_error(part, reconstruction.numpy()))
+            errors.append(error.numpy())
         error = np.concatenate(errors)
         return Scores(
             latent=np.concatenate(latents).astype(np.float32, copy=False),

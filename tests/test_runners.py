@@ -70,6 +70,8 @@ def _java_or_skip(name: str) -> None:
 
 
 def runner_args(name: str) -> list[str]:
+    if name == "direct_one_thread":
+        return ["--direct_num_workers=1"]
     if name == "direct_multi_processing":
         return ["--direct_running_mode=multi_processing", "--direct_num_workers=2"]
     if name == "prism":
@@ -141,7 +143,9 @@ def _sorted(directory, key="id"):
     return table.sort_by(key)
 
 
-@pytest.mark.parametrize("runner", ["direct_multi_processing", "prism", "flink", "spark"])
+@pytest.mark.parametrize(
+    "runner", ["direct_one_thread", "direct_multi_processing", "prism", "flink", "spark"]
+)
 def test_runner_matches_the_direct_runner(reference, runner):
     _compare_with_reference(reference, reference["root"] / runner, runner_args(runner))
 
