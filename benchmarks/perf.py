@@ -512,6 +512,9 @@ def main(argv=None) -> int:
     parser.add_argument("--files", type=int, default=4, help="Parquet files per dataset.")
     parser.add_argument("--score_args", default="", help="Extra arguments for 'autoenc score'.")
     parser.add_argument("--no_pyod", action="store_true", help="Skip PyOD even when installed.")
+    parser.add_argument(
+        "--sections", default="train,score,memory", help="Comma-separated parts to run: train, score, memory."
+    )
     parser.add_argument("--quick", action="store_true", help="A small smoke run (sizes overridden).")
     args = parser.parse_args(argv)
     if args.quick:
@@ -544,8 +547,8 @@ def main(argv=None) -> int:
                 2,
             ),
             "ri": generate(os.path.join(out, "data", f"{kind}-{args.ri_rows}"), kind, args.ri_rows, 1, 3),
-            "ri3": generate(
-                os.path.join(out, "data", f"{kind}-{3 * args.ri_rows}"), kind, 3 * args.ri_rows, 1, 3
+            "ri10": generate(
+                os.path.join(out, "data", f"{kind}-{10 * args.ri_rows}"), kind, 10 * args.ri_rows, 1, 3
             ),
         }
     print(f"perf: data ready after {time.time() - started:.0f} s", file=sys.stderr)
@@ -553,92 +556,104 @@ def main(argv=None) -> int:
     # -- training ---------------------------------------------------------------------
     section = "train"
     models = {"article": train_model(out, "article", data["article"]["train"], args, epochs=1)}
-    wide = train_model(out, "wide", data["wide"]["train"], args, epochs=args.epochs)
+    sections = set(args.sections.split(","))
+    wide = train_model(
+        out, "wide", data["wide"]["train"], args, epochs=args.epochs if "train" in sections else 1
+    )
     models["wide"] = wide
-    n_train = wide["meta"].rows["train"]
-    config = dict(wide["meta"].hyperparameters)
-    keras_cmd = me(
-        "_keras_fit",
-        "--input",
-        data["wide"]["train"],
-        "--names",
-        json.dumps(list(wide["meta"].spec.names)),
-        "--config",
-        json.dumps(config),
-    )
-    keras_seconds, keras_rss = [], 0
-    for attempt in range(2):  # before and after the autoenc runs' neighbours: the machine drifts
-        _, rss, keras_out = measure(keras_cmd, os.path.join(out, f"keras-fit-{attempt}.log"))
-        keras_fit = json.loads(keras_out)
-        keras_seconds += keras_fit["epoch_seconds"][1:]
-        keras_rss = max(keras_rss, rss)
-        if attempt == 0:
-            stream = train_model(
-                out, "wide", data["wide"]["train"], args, epochs=args.epochs, cache_off=True, tag="-stream"
+    if "train" in sections:
+        n_train = wide["meta"].rows["train"]
+        config = dict(wide["meta"].hyperparameters)
+        keras_cmd = me(
+            "_keras_fit",
+            "--input",
+            data["wide"]["train"],
+            "--names",
+            json.dumps(list(wide["meta"].spec.names)),
+            "--config",
+            json.dumps(config),
+        )
+        keras_seconds, keras_rss = [], 0
+        for attempt in range(2):  # before and after the autoenc runs' neighbours: the machine drifts
+            _, rss, keras_out = measure(keras_cmd, os.path.join(out, f"keras-fit-{attempt}.log"))
+            keras_fit = json.loads(keras_out)
+            keras_seconds += keras_fit["epoch_seconds"][1:]
+            keras_rss = max(keras_rss, rss)
+            if attempt == 0:
+                stream = train_model(
+                    out,
+                    "wide",
+                    data["wide"]["train"],
+                    args,
+                    epochs=args.epochs,
+                    cache_off=True,
+                    tag="-stream",
+                )
+        case = f"64 features, batch {args.batch_size}, {args.epochs} epochs"
+        reference = keras_fit["train_rows"] / float(np.median(keras_seconds))
+        table.add(
+            section,
+            case,
+            "Keras fit, numpy in memory",
+            rows=keras_fit["train_rows"],
+            seconds=keras_fit["train_rows"] / reference,
+            rss=keras_rss,
+            note="per epoch (median of 2 runs, epoch 1 excluded)",
+        )
+        for name, run in (("autoenc train (cached)", wide), ("autoenc train (streamed)", stream)):
+            rate = fit_rate(n_train, run["meta"].history["epoch_seconds"])
+            table.add(
+                section,
+                case,
+                name,
+                rows=n_train,
+                seconds=n_train / rate,
+                rss=run["rss"],
+                ratio=rate / reference,
+                target=(">=", 0.9),
+                note="per epoch (median, epoch 1 excluded); vs Keras numpy",
             )
-    case = f"64 features, batch {args.batch_size}, {args.epochs} epochs"
-    reference = keras_fit["train_rows"] / float(np.median(keras_seconds))
-    table.add(
-        section,
-        case,
-        "Keras fit, numpy in memory",
-        rows=keras_fit["train_rows"],
-        seconds=keras_fit["train_rows"] / reference,
-        rss=keras_rss,
-        note="per epoch (median of 2 runs, epoch 1 excluded)",
-    )
-    for name, run in (("autoenc train (cached)", wide), ("autoenc train (streamed)", stream)):
-        rate = fit_rate(n_train, run["meta"].history["epoch_seconds"])
-        table.add(
-            section,
-            case,
-            name,
-            rows=n_train,
-            seconds=n_train / rate,
-            rss=run["rss"],
-            ratio=rate / reference,
-            target=(">=", 0.9),
-            note="per epoch (median, epoch 1 excluded); vs Keras numpy",
-        )
-    if n_train != keras_fit["train_rows"]:
-        print(
-            f"perf: WARNING training rows differ: autoenc {n_train}, Keras {keras_fit['train_rows']}",
-            file=sys.stderr,
-        )
-    if pyod:
-        _, rss, pout = measure(
-            me(
-                "_pyod",
-                "--train",
-                data["wide"]["train"],
-                "--names",
-                json.dumps(list(wide["meta"].spec.names)),
-                "--hidden",
-                json.dumps([*WIDE_HIDDEN, WIDE_LATENT]),
-                "--epochs",
-                str(args.epochs),
-                "--batch_size",
-                str(args.batch_size),
-            ),
-            os.path.join(out, "pyod-fit.log"),
-        )
-        res = json.loads(pout)
-        ours = sum(wide["meta"].history["epoch_seconds"])
-        table.add(
-            section,
-            case,
-            "PyOD AutoEncoder fit",
-            rows=res["train_rows"] * args.epochs,
-            seconds=res["fit_s"],
-            rss=rss,
-            ratio=res["fit_s"] / ours,
-            note=f"whole fit, all rows (no hold-out); ratio = PyOD time / autoenc fit time {ours:.1f} s",
-        )
+        if n_train != keras_fit["train_rows"]:
+            print(
+                f"perf: WARNING training rows differ: autoenc {n_train}, Keras {keras_fit['train_rows']}",
+                file=sys.stderr,
+            )
+        if pyod:
+            _, rss, pout = measure(
+                me(
+                    "_pyod",
+                    "--train",
+                    data["wide"]["train"],
+                    "--names",
+                    json.dumps(list(wide["meta"].spec.names)),
+                    "--hidden",
+                    json.dumps([*WIDE_HIDDEN, WIDE_LATENT]),
+                    "--epochs",
+                    str(args.epochs),
+                    "--batch_size",
+                    str(args.batch_size),
+                ),
+                os.path.join(out, "pyod-fit.log"),
+            )
+            res = json.loads(pout)
+            ours = sum(wide["meta"].history["epoch_seconds"])
+            table.add(
+                section,
+                case,
+                "PyOD AutoEncoder fit",
+                rows=res["train_rows"] * args.epochs,
+                seconds=res["fit_s"],
+                rss=rss,
+                ratio=res["fit_s"] / ours,
+                note=f"whole fit, all rows (no hold-out); ratio = PyOD time / autoenc fit time {ours:.1f} s",
+            )
 
     # -- scoring ----------------------------------------------------------------------
     score_extra = shlex.split(args.score_args)
     peak_1m = wide_1m = None
     for kind, label in (("article", "article, 4 features"), ("wide", "64 features")):
+        if "score" not in sections and not (kind == "wide" and "memory" in sections):
+            continue
         model_dir = models[kind]["dir"]
         for passthrough in (False, True):
             case = f"{label}{', passthrough' if passthrough else ''}"
