@@ -238,11 +238,21 @@ class ModelArtifact:
     metadata: ArtifactMetadata
     model: Any
 
-    def scorer(self):
-        """A ``autoenc.scoring.Scorer`` with this artifact's normalization and threshold."""
+    def scorer(self, threshold: float | None = None, top_k: int = 0, error_map: bool = False):
+        """A ``autoenc.scoring.Scorer`` with this artifact's normalization, its
+        validation-error quantiles and its threshold (or ``threshold``), naming
+        the ``top_k`` features with the largest share of each row's error."""
         from autoenc.scoring import Scorer
 
-        return Scorer(self.model, self.metadata.normalization, self.metadata.threshold)
+        return Scorer(
+            self.model,
+            self.metadata.normalization,
+            self.metadata.threshold if threshold is None else threshold,
+            self.metadata.validation_error_quantiles,
+            feature_sizes=[f.size for f in self.metadata.spec.features],
+            top_k=top_k,
+            error_map=error_map,
+        )
 
 
 def _gfile():

@@ -34,11 +34,24 @@ class Scores:
         reconstruction_error: float64 [n], mean squared error over the features in
             normalized units; higher = more anomalous.
         is_anomaly: bool [n], ``reconstruction_error > threshold``.
+        anomaly_score: float64 [n] in [0, 1], the share of validation rows with a
+            lower error (``None`` when the scorer has no validation quantiles).
+        top_features: int32 [n, k], indices (model order) of the features with
+            the largest share of each row's squared error, largest first; ``None``
+            when the scorer's ``top_k`` is 0.
+        top_shares: float32 [n, k], those shares (each row's shares of all
+            features add up to 1; 0 for a row reconstructed exactly).
+        error_map: float32 [n, n_values], each value's squared error in
+            normalized units, or ``None``.
     """
 
     latent: np.ndarray
     reconstruction_error: np.ndarray
     is_anomaly: np.ndarray
+    anomaly_score: np.ndarray | None = None
+    top_features: np.ndarray | None = None
+    top_shares: np.ndarray | None = None
+    error_map: np.ndarray | None = None
 
 
 def reconstruction_error(x: np.ndarray, reconstruction: np.ndarray) -> np.ndarray:
@@ -60,6 +73,91 @@ def threshold_from_contamination(errors: np.ndarray, contamination: float) -> fl
     return float(np.quantile(errors, 1.0 - contamination))
 
 
+def anomaly_score(errors: np.ndarray, quantiles) -> np.ndarray:
+    """The share of validation errors below each error: the validation errors'
+    empirical CDF, interpolated between their stored quantiles (0 below the
+    smallest, 1 above the largest). Comparable across models.
+
+    Args:
+        errors: reconstruction errors.
+        quantiles: the validation errors' quantiles at evenly spaced levels from 0
+            to 1 (the artifact stores the 101 percentiles).
+
+    Example:
+        >>> anomaly_score(np.array([-1.0, 5.0, 25.0, 150.0]), np.linspace(0, 100, 101)).tolist()
+        [0.0, 0.05, 0.25, 1.0]
+    """
+    q = np.asarray(quantiles, dtype=np.float64)
+    levels = np.linspace(0.0, 1.0, len(q))
+    # Tied quantiles (many equal errors) make a jump; interpolate from its bottom.
+    q_unique, first = np.unique(q, return_index=True)
+    return np.interp(np.asarray(errors, dtype=np.float64), q_unique, levels[first], left=0.0, right=1.0)
+
+
+def threshold_from_quantiles(quantiles, contamination: float) -> float:
+    """The (1 - contamination) quantile interpolated from stored quantiles (as
+    ``anomaly_score``), for a contamination chosen at scoring time.
+
+    Example:
+        >>> round(threshold_from_quantiles(np.linspace(0, 100, 101), 0.05), 9)
+        95.0
+    """
+    if not 0 <= contamination < 1:
+        raise ConfigError(f"contamination must be in [0, 1). Received: contamination={contamination}")
+    q = np.asarray(quantiles, dtype=np.float64)
+    return float(np.interp(1.0 - contamination, np.linspace(0.0, 1.0, len(q)), q))
+
+
+def error_histogram(errors: np.ndarray, quantiles) -> np.ndarray:
+    """Counts of errors at or below each stored quantile and between them: int64
+    [len(quantiles) + 1]; summed over batches, it compares a whole run's error
+    distribution with the validation one (``drift``)."""
+    q = np.asarray(quantiles, dtype=np.float64)
+    bins = np.searchsorted(q, np.asarray(errors, dtype=np.float64), side="left")
+    return np.bincount(bins, minlength=len(q) + 1).astype(np.int64)
+
+
+def drift(histogram: np.ndarray, quantiles) -> dict:
+    """How a run's errors compare with the validation errors.
+
+    Args:
+        histogram: ``error_histogram`` summed over the run.
+        quantiles: the validation quantiles it was counted against.
+
+    Returns:
+        ``rows``; ``ks_statistic``: the largest gap between the two empirical
+        CDFs, taken at the stored quantiles (0: same distribution, 1: disjoint);
+        ``median_ratio``: the run's median error (interpolated between the
+        quantiles) over the validation median.
+
+    Example:
+        >>> q = np.linspace(0, 100, 101)
+        >>> d = drift(error_histogram(np.linspace(0, 100, 1001), q), q)
+        >>> round(d["ks_statistic"], 3), round(d["median_ratio"], 2)
+        (0.001, 1.0)
+    """
+    q = np.asarray(quantiles, dtype=np.float64)
+    levels = np.linspace(0.0, 1.0, len(q))
+    n = int(histogram.sum())
+    if n == 0:
+        return {"rows": 0, "ks_statistic": None, "median_ratio": None}
+    # Share of the run's errors at or below each validation quantile, against
+    # the validation share there (the quantile's level).
+    cdf = np.cumsum(histogram)[: len(q)] / n
+    ks = float(np.max(np.abs(cdf - levels)))
+    below, above = cdf[0], cdf[-1]
+    if below >= 0.5:
+        median = float(q[0])
+    elif above < 0.5:
+        median = float("inf")
+    else:
+        rising = np.concatenate([[True], np.diff(cdf) > 0])
+        median = float(np.interp(0.5, cdf[rising], q[rising]))
+    val_median = float(np.interp(0.5, levels, q))
+    ratio = median / val_median if val_median > 0 else None
+    return {"rows": n, "ks_statistic": ks, "median_ratio": ratio}
+
+
 class Scorer:
     """Scores raw feature rows with a trained autoencoder.
 
@@ -67,36 +165,74 @@ class Scorer:
         autoencoder: the trained Keras autoencoder.
         normalizer: the training normalization.
         threshold: reconstruction errors above it are anomalies.
+        quantiles: the validation errors' quantiles, for ``anomaly_score``.
+        feature_sizes: values per feature in model order (1 for a scalar; an
+            image's pixel count), to attribute the error to features. Default:
+            every feature a scalar.
+        top_k: how many features with the largest share of each row's error to
+            return (0: none).
+        error_map: also return each value's squared error (for image and
+            sequence features: a per-pixel or per-step map).
 
     Example:
         >>> from autoenc.models import build_dense
-        >>> scorer = Scorer(build_dense(3, latent_dim=1), Normalizer(np.zeros(3), np.ones(3)), 1.0)
+        >>> scorer = Scorer(build_dense(3, latent_dim=1), Normalizer(np.zeros(3), np.ones(3)), 1.0, top_k=2)
         >>> scores = scorer.score(np.ones((5, 3)))
-        >>> scores.latent.shape, scores.reconstruction_error.shape
-        ((5, 1), (5,))
+        >>> scores.latent.shape, scores.reconstruction_error.shape, scores.top_features.shape
+        ((5, 1), (5,), (5, 2))
     """
 
-    def __init__(self, autoencoder, normalizer: Normalizer, threshold: float):
+    def __init__(
+        self,
+        autoencoder,
+        normalizer: Normalizer,
+        threshold: float,
+        quantiles=None,
+        *,
+        feature_sizes=None,
+        top_k: int = 0,
+        error_map: bool = False,
+    ):
         import tensorflow as tf
 
         from autoenc.models import scoring_model
 
         self.normalizer = normalizer
         self.threshold = float(threshold)
+        self.quantiles = None if quantiles is None else np.asarray(quantiles, dtype=np.float64)
         model = scoring_model(autoencoder)
-        n_features = autoencoder.inputs[0].shape[-1]
+        width = autoencoder.inputs[0].shape[-1]
+        sizes = list(feature_sizes) if feature_sizes is not None else [1] * width
+        if sum(sizes) != width:
+            raise ConfigError(f"feature_sizes add up to {sum(sizes)}, the model takes {width} values a row.")
+        self.top_k = max(0, min(int(top_k), len(sizes)))
+        # values -> features: a 0/1 matrix summing each feature's values (None: all scalars).
+        to_features = None
+        if len(sizes) != width:
+            matrix = np.zeros((width, len(sizes)), np.float32)
+            matrix[np.arange(width), np.repeat(np.arange(len(sizes)), sizes)] = 1.0
+            to_features = tf.constant(matrix)
+        top_k = self.top_k
 
         def predict(x):
             latent, reconstruction = model(x, training=False)
             # The error in the graph, not in numpy: no reconstruction copied out.
             # The difference of float32 values, squared and averaged in float64.
-            diff = tf.cast(tf.reshape(reconstruction, tf.shape(x)) - x, tf.float64)
-            return latent, tf.reduce_mean(diff * diff, axis=1)
+            diff = tf.reshape(reconstruction, tf.shape(x)) - x
+            diff64 = tf.cast(diff, tf.float64)
+            out = {"latent": latent, "error": tf.reduce_mean(diff64 * diff64, axis=1)}
+            if top_k:
+                per_feature = diff * diff if to_features is None else tf.matmul(diff * diff, to_features)
+                share = tf.math.divide_no_nan(per_feature, tf.reduce_sum(per_feature, axis=1, keepdims=True))
+                out["top_share"], out["top_index"] = tf.math.top_k(share, k=top_k)
+            if error_map:
+                out["error_map"] = diff * diff
+            return out
 
         # One trace for every batch size: the row dimension is left unknown.
         self._predict = tf.function(
             predict,
-            input_signature=[tf.TensorSpec([None, n_features], tf.float32)],
+            input_signature=[tf.TensorSpec([None, width], tf.float32)],
             reduce_retracing=True,
         )
 
@@ -106,15 +242,18 @@ class Scorer:
 
     def score_normalized(self, x: np.ndarray) -> Scores:
         """Scores rows that are already normalized, float32 [n, n_features]."""
-        latents, errors = [], []
+        parts = {}
         for start in range(0, max(len(x), 1), MODEL_BATCH_ROWS):
-            part = x[start : start + MODEL_BATCH_ROWS]
-            latent, error = self._predict(part)
-            latents.append(latent.numpy())
-            errors.append(error.numpy())
-        error = np.concatenate(errors)
+            for name, value in self._predict(x[start : start + MODEL_BATCH_ROWS]).items():
+                parts.setdefault(name, []).append(value.numpy())
+        out = {name: np.concatenate(values) for name, values in parts.items()}
+        error = out["error"]
         return Scores(
-            latent=np.concatenate(latents).astype(np.float32, copy=False),
+            latent=out["latent"].astype(np.float32, copy=False),
             reconstruction_error=error,
             is_anomaly=error > self.threshold,
+            anomaly_score=None if self.quantiles is None else anomaly_score(error, self.quantiles),
+            top_features=out.get("top_index"),
+            top_shares=out.get("top_share"),
+            error_map=out.get("error_map"),
         )

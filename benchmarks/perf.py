@@ -171,12 +171,16 @@ def autoenc_cmd(job: str, *args: str, cache_off: bool = False) -> list[str]:
 
 
 def child_plain(args) -> None:
-    """(a): one process, pyarrow read -> normalization + model call -> pyarrow write."""
+    """(a): one process, pyarrow read -> normalization + model call -> pyarrow write,
+    the same columns as ``autoenc score``'s defaults."""
     from autoenc import artifact as artifacts
 
     art = artifacts.load_artifact(args.model_dir)
-    scorer = art.scorer()
     spec = art.metadata.spec
+    top_k = min(3, spec.n_features)  # autoenc score's default --explain_top_k
+    scorer = art.scorer(top_k=top_k)
+    top_item = pa.struct([("feature", pa.string()), ("share", pa.float32())])
+    names = pa.array([f.name for f in spec.features], pa.string())
     os.makedirs(args.output, exist_ok=True)
     rows = 0
     for i, path in enumerate(sorted(glob.glob(args.input))):
@@ -187,10 +191,16 @@ def child_plain(args) -> None:
             + [
                 pa.field("latent", pa.list_(pa.float32())),
                 pa.field("reconstruction_error", pa.float64()),
+                pa.field("anomaly_score", pa.float64()),
                 pa.field("is_anomaly", pa.bool_()),
+                pa.field("top_features", pa.list_(top_item)),
             ]
         )
-        not_float = [f.name for f in schema if not pa.types.is_floating(f.type) and f.name != "latent"]
+        not_float = [
+            f.name
+            for f in schema
+            if not pa.types.is_floating(f.type) and f.name not in ("latent", "top_features")
+        ]
         with pq.ParquetWriter(
             os.path.join(args.output, f"part-{i:05d}.parquet"),
             schema,
@@ -204,11 +214,24 @@ def child_plain(args) -> None:
                 latent = pa.ListArray.from_arrays(
                     pa.array(np.arange(0, (n + 1) * k, k, dtype=np.int32)), pa.array(scores.latent.ravel())
                 )
+                items = pa.StructArray.from_arrays(
+                    [names.take(pa.array(scores.top_features.ravel())), pa.array(scores.top_shares.ravel())],
+                    fields=list(top_item),
+                )
+                top = pa.ListArray.from_arrays(
+                    pa.array(np.arange(0, (n + 1) * top_k, top_k, dtype=np.int32)), items
+                )
                 columns = [batch.column(name) for name in keep]
                 writer.write_table(
                     pa.Table.from_arrays(
                         columns
-                        + [latent, pa.array(scores.reconstruction_error), pa.array(scores.is_anomaly)],
+                        + [
+                            latent,
+                            pa.array(scores.reconstruction_error),
+                            pa.array(scores.anomaly_score),
+                            pa.array(scores.is_anomaly),
+                            top,
+                        ],
                         schema=schema,
                     )
                 )

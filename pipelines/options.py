@@ -176,9 +176,18 @@ class TrainOptions(PipelineOptions):
         parser.add_argument(
             "--contamination",
             type=float,
-            default=DEFAULTS.contamination,
+            default=None,
             help="Expected share of anomalies: the threshold is the (1 - contamination) "
-            f"quantile of validation errors. Default: {DEFAULTS.contamination}.",
+            f"quantile of validation errors. train: default {DEFAULTS.contamination}. "
+            "score: overrides the model's threshold with that quantile of its stored "
+            "validation errors.",
+        )
+        parser.add_argument(
+            "--threshold",
+            type=float,
+            default=None,
+            help="A fixed anomaly threshold on reconstruction_error (instead of "
+            "--contamination). score: overrides the model's threshold.",
         )
         parser.add_argument(
             "--init",
@@ -227,6 +236,34 @@ class ScoreOptions(PipelineOptions):
             action="store_true",
             default=False,
             help="Copy every input column to the scores, not only the key columns.",
+        )
+        parser.add_argument(
+            "--explain_top_k",
+            type=int,
+            default=3,
+            help="Write, per row, the k features with the largest share of its "
+            "reconstruction error, with their shares (column top_features; 0: none). Default: 3.",
+        )
+        parser.add_argument(
+            "--error_map",
+            action="store_true",
+            default=False,
+            help="Also write each value's squared error (column error_map: for an image "
+            "feature, a per-pixel error map, flattened in the feature's shape).",
+        )
+        parser.add_argument(
+            "--drift_max_ks",
+            type=float,
+            default=0.2,
+            help="Warn when the KS statistic between this run's errors and the model's "
+            "validation errors exceeds this (0: same distribution, 1: disjoint). Default: 0.2.",
+        )
+        parser.add_argument(
+            "--drift_max_median_ratio",
+            type=float,
+            default=2.0,
+            help="Warn when this run's median error is more than this many times the "
+            "validation median (or less than its inverse). Default: 2.0.",
         )
 
 
@@ -318,8 +355,17 @@ def use_local_cores(options: PipelineOptions, argv: list[str]) -> None:
     direct.direct_num_workers = max(1, min(local_cores(), MAX_LOCAL_WORKERS))
 
 
-def parse(argv, *, save_main_session: bool) -> PipelineOptions:
+def parse(argv, *, save_main_session: bool, use_cores: bool = False) -> PipelineOptions:
     """Checks ``argv`` and returns the pipeline options of an autoenc job.
+
+    Args:
+        argv: the command-line arguments.
+        save_main_session: pickle the main session for remote workers.
+        use_cores: on the DirectRunner, default to one thread per core
+            (``use_local_cores``). The scoring job does; the training job's Beam
+            pass does not, because the order of the staged chunks, and so the
+            fitted model, then depends on how threads split the work, and a seed
+            must reproduce the same model.
 
     Raises:
         ConfigError: an unknown option, a bad value, or no --input / --model_dir.
@@ -329,6 +375,7 @@ def parse(argv, *, save_main_session: bool) -> PipelineOptions:
     options = PipelineOptions(argv)
     check_runner(options)
     options.view_as(SetupOptions).save_main_session = save_main_session
-    use_local_cores(options, argv)
+    if use_cores:
+        use_local_cores(options, argv)
     require(options.view_as(InputOptions), "input", "model_dir")
     return options

@@ -31,50 +31,80 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import sys
 import time
 
 import apache_beam as beam
+import numpy as np
 import pyarrow as pa
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.utils import shared
 
 from autoenc import artifact as artifacts
+from autoenc.errors import ConfigError
 from autoenc.schema import check_compatible
+from autoenc.scoring import drift, error_histogram, threshold_from_quantiles
 from autoenc.validation import rejected_schema
 from pipelines import io, transforms
-from pipelines.options import InputOptions, ScoreOptions, parse, require
+from pipelines.options import InputOptions, ScoreOptions, TrainOptions, parse, require
 
 _log = logging.getLogger(__name__)
 RUN_INFO = ".score-run.json"
+HISTOGRAM = "histogram"
 
 
-def scores_schema(kept: pa.Schema) -> pa.Schema:
+TOP_FEATURE = pa.struct([("feature", pa.string()), ("share", pa.float32())])
+
+
+def scores_schema(kept: pa.Schema, *, top_k: int = 0, error_map: bool = False) -> pa.Schema:
     """Schema of ``scores/``: the kept input columns, then the score columns."""
     return pa.schema(
         list(kept)
         + [
             pa.field("latent", pa.list_(pa.float32())),
             pa.field("reconstruction_error", pa.float64()),
+            pa.field("anomaly_score", pa.float64()),
             pa.field("is_anomaly", pa.bool_()),
         ]
+        + ([pa.field("top_features", pa.list_(TOP_FEATURE))] if top_k else [])
+        + ([pa.field("error_map", pa.list_(pa.float32()))] if error_map else [])
     )
+
+
+def top_features_column(index: np.ndarray, shares: np.ndarray, names) -> pa.ListArray:
+    """Per row, a list of ``{feature, share}``, largest share first.
+
+    Example:
+        >>> top_features_column(np.array([[1, 0]]), np.array([[0.75, 0.25]], np.float32), ["a", "b"]).to_pylist()
+        [[{'feature': 'b', 'share': 0.75}, {'feature': 'a', 'share': 0.25}]]
+    """
+    n, k = index.shape
+    feature = pa.array(list(names), pa.string()).take(pa.array(index.ravel().astype(np.int32)))
+    items = pa.StructArray.from_arrays([feature, pa.array(shares.ravel())], fields=list(TOP_FEATURE))
+    return pa.ListArray.from_arrays(pa.array(np.arange(0, (n + 1) * k, k, dtype=np.int32)), items)
 
 
 class _Loaded:
     """Holder for the shared scorer (``Shared`` needs a weak-referenceable object)."""
 
-    def __init__(self, scorer):
+    def __init__(self, scorer, names):
         self.scorer = scorer
+        self.names = names
 
 
 class _ScoreFn(beam.DoFn):
     """Scores ``ValidRows`` with the model, loaded once per worker process."""
 
-    def __init__(self, model_dir: str, version: str, schema: pa.Schema):
+    def __init__(
+        self, model_dir: str, version: str, schema: pa.Schema, threshold: float, top_k: int, error_map: bool
+    ):
         self._model_dir = model_dir
         self._version = version
         self._schema = schema
+        self._threshold = threshold
+        self._top_k = top_k
+        self._error_map = error_map
         self._shared = shared.Shared()
         self._scored = beam.metrics.Metrics.counter("autoenc", "rows_scored")
         self._anomalies = beam.metrics.Metrics.counter("autoenc", "anomalies")
@@ -82,9 +112,15 @@ class _ScoreFn(beam.DoFn):
     def setup(self):
         def load():
             artifact = artifacts.load_artifact(self._model_dir, version=self._version)
-            return _Loaded(artifact.scorer())
+            names = [f.name for f in artifact.metadata.spec.features]
+            return _Loaded(
+                artifact.scorer(self._threshold, top_k=self._top_k, error_map=self._error_map), names
+            )
 
-        self._scorer = self._shared.acquire(load, tag=f"{self._model_dir}@{self._version}").scorer
+        tag = f"{self._model_dir}@{self._version}>{self._threshold!r},{self._top_k},{self._error_map}"
+        loaded = self._shared.acquire(load, tag=tag)
+        self._scorer = loaded.scorer
+        self._names = loaded.names
 
     def process(self, valid):
         scores = self._scorer.score(valid.features)
@@ -95,11 +131,62 @@ class _ScoreFn(beam.DoFn):
         self._anomalies.inc(anomalies)
         yield beam.pvalue.TaggedOutput(transforms.COUNTS, ("scored", n))
         yield beam.pvalue.TaggedOutput(transforms.COUNTS, ("anomalies", anomalies))
+        yield beam.pvalue.TaggedOutput(
+            HISTOGRAM, error_histogram(scores.reconstruction_error, self._scorer.quantiles)
+        )
         yield pa.Table.from_arrays(
             list(valid.columns.columns)
-            + [latent, pa.array(scores.reconstruction_error), pa.array(scores.is_anomaly)],
+            + [
+                latent,
+                pa.array(scores.reconstruction_error),
+                pa.array(scores.anomaly_score),
+                pa.array(scores.is_anomaly),
+            ]
+            + (
+                [top_features_column(scores.top_features, scores.top_shares, self._names)]
+                if self._top_k
+                else []
+            )
+            + ([io.list_column(scores.error_map)] if self._error_map else []),
             schema=self._schema,
         )
+
+
+class _SumHistograms(beam.CombineFn):
+    def __init__(self, size: int):
+        self._size = size
+
+    def create_accumulator(self):
+        return np.zeros(self._size, dtype=np.int64)
+
+    def add_input(self, accumulator, histogram):
+        return accumulator + histogram
+
+    def merge_accumulators(self, accumulators):
+        return sum(accumulators, self.create_accumulator())
+
+    def extract_output(self, accumulator):
+        return accumulator
+
+
+def resolve_threshold(artifact, opt) -> tuple[float, dict]:
+    """The threshold of this run and how it was set: the model's, or the
+    ``--threshold`` / ``--contamination`` given at scoring.
+
+    Raises:
+        ConfigError: both given, or a value out of range.
+    """
+    quantiles = artifact.metadata.validation_error_quantiles
+    if opt.threshold is not None and opt.contamination is not None:
+        raise ConfigError("Pass either --threshold or --contamination, not both.")
+    if opt.threshold is not None:
+        if not math.isfinite(opt.threshold):
+            raise ConfigError(f"--threshold must be a finite number. Received: --threshold={opt.threshold}")
+        return float(opt.threshold), {"method": "fixed", "set_at": "scoring"}
+    if opt.contamination is not None:
+        value = threshold_from_quantiles(quantiles, opt.contamination)
+        return value, {"method": "contamination", "contamination": opt.contamination, "set_at": "scoring"}
+    return artifact.metadata.threshold, {**artifact.metadata.threshold_method, "set_at": "training"}
 
 
 def run(argv=None, save_main_session=True) -> dict:
@@ -109,7 +196,7 @@ def run(argv=None, save_main_session=True) -> dict:
         argv: command-line arguments (without the program name).
         save_main_session: pickle the main session for remote workers.
     """
-    options = parse(argv, save_main_session=save_main_session)
+    options = parse(argv, save_main_session=save_main_session, use_cores=True)
     inp = options.view_as(InputOptions)
     opt = options.view_as(ScoreOptions)
     require(opt, "output")
@@ -121,11 +208,18 @@ def run(argv=None, save_main_session=True) -> dict:
     attempt_dir = io.start_attempt(opt.output)
     started = time.time()
     artifact = artifacts.load_artifact(inp.model_dir, version=opt.model_version)
+    threshold, threshold_method = resolve_threshold(artifact, options.view_as(TrainOptions))
+    quantiles = artifact.metadata.validation_error_quantiles
     spec = artifact.metadata.spec
     fmt, files, schema = io.resolve_input(inp.input, inp.format)
     check_compatible(spec, schema, source=files[0], model=artifact.path)
     keep = tuple(schema.names) if opt.passthrough else spec.key_columns
-    out_schema = scores_schema(pa.schema([schema.field(name) for name in keep]))
+    if opt.explain_top_k < 0:
+        raise ConfigError(f"--explain_top_k must be >= 0. Received: --explain_top_k={opt.explain_top_k}")
+    top_k = min(opt.explain_top_k, spec.n_features)
+    out_schema = scores_schema(
+        pa.schema([schema.field(name) for name in keep]), top_k=top_k, error_map=opt.error_map
+    )
     print(f"autoenc score: {len(files)} file(s) with model version {artifact.version}", file=sys.stderr)
 
     info_path = artifacts.join(attempt_dir, RUN_INFO)
@@ -138,24 +232,45 @@ def run(argv=None, save_main_session=True) -> dict:
             artifacts.join(attempt_dir, "rejected"), rejected_schema(schema)
         )
         scored = checked.valid | "Score" >> beam.ParDo(
-            _ScoreFn(inp.model_dir, artifact.version, out_schema)
-        ).with_output_types(pa.Table).with_outputs(transforms.COUNTS, main="scores")
+            _ScoreFn(inp.model_dir, artifact.version, out_schema, threshold, top_k, opt.error_map)
+        ).with_output_types(pa.Table).with_outputs(transforms.COUNTS, HISTOGRAM, main="scores")
         scored.scores | "WriteScores" >> io.WriteParquet(artifacts.join(attempt_dir, "scores"), out_schema)
         (
             [checked[transforms.COUNTS], scored[transforms.COUNTS]]
             | "AllCounts" >> beam.Flatten()
-            | "WriteRunInfo" >> transforms.WriteRunInfo(info_path)
+            | "WriteRunInfo"
+            >> transforms.WriteRunInfo(
+                info_path,
+                histogram=scored[HISTOGRAM]
+                | "SumHistograms" >> beam.CombineGlobally(_SumHistograms(len(quantiles) + 1)),
+            )
         )
 
-    counts = transforms.read_run_info(info_path)["counts"]
+    info = transforms.read_run_info(info_path)
+    counts = info["counts"]
     counts = {k: counts.get(k, 0) for k in ("read", "scored", "rejected", "anomalies")}
     if counts["read"] != counts["scored"] + counts["rejected"]:
         raise RuntimeError(f"Row counts do not reconcile: {counts}. This is a bug in autoenc.")
     io.commit_attempt(opt.output, attempt_dir, ("scores", "rejected"))
+    shift = drift(np.asarray(info["histogram"], dtype=np.int64), quantiles)
+    ratio = shift["median_ratio"]
+    reasons = []
+    if shift["ks_statistic"] is not None and shift["ks_statistic"] > opt.drift_max_ks:
+        reasons.append(f"KS statistic {shift['ks_statistic']:.3f} > {opt.drift_max_ks}")
+    if ratio is not None and not (1 / opt.drift_max_median_ratio <= ratio <= opt.drift_max_median_ratio):
+        reasons.append(
+            f"median error {ratio:.3g}x the validation median, outside [1/{opt.drift_max_median_ratio:g}, {opt.drift_max_median_ratio:g}]"
+        )
+    shift.update(
+        max_ks=opt.drift_max_ks,
+        max_median_ratio=opt.drift_max_median_ratio,
+        warning="; ".join(reasons) or None,
+    )
     summary = {
         "counts": counts,
         "reconciled": counts["read"] == counts["scored"] + counts["rejected"],
-        "threshold": {"value": artifact.metadata.threshold, **artifact.metadata.threshold_method},
+        "threshold": {"value": threshold, **threshold_method},
+        "drift": shift,
         "model": {"dir": inp.model_dir, "version": artifact.version},
         "input": {"pattern": inp.input, "format": fmt, "files": len(files)},
         "outputs": {
@@ -169,13 +284,21 @@ def run(argv=None, save_main_session=True) -> dict:
         f.write(json.dumps(summary, indent=2).encode())
     print(
         f"autoenc score: read {counts['read']} rows: {counts['scored']} scored "
-        f"({counts['anomalies']} anomalies above threshold {artifact.metadata.threshold:.6g}), "
+        f"({counts['anomalies']} anomalies above threshold {threshold:.6g}, {threshold_method['method']}), "
         f"{counts['rejected']} rejected, in {summary['wall_time_s']:.1f} s.\n"
         f"  scores:   {summary['outputs']['scores']}/\n"
         f"  rejected: {summary['outputs']['rejected']}/\n"
         f"  summary:  {artifacts.join(opt.output, 'summary.json')}",
         file=sys.stderr,
     )
+    if reasons:
+        message = (
+            f"autoenc score: WARNING: this run's reconstruction errors differ from the model's "
+            f"validation errors ({'; '.join(reasons)}): the data may have drifted and the model "
+            f"({artifact.version}) may be stale. See 'drift' in summary.json."
+        )
+        _log.warning(message)
+        print(message, file=sys.stderr)
     return summary
 
 

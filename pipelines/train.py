@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import logging
+import math
 import platform
 import sys
 import time
@@ -40,7 +41,7 @@ from autoenc.scoring import threshold_from_contamination
 from autoenc.training import TENSOR_KINDS, TrainingConfig, build_model, encode_chunk, fit, make_dataset
 from autoenc.validation import rejected_schema, validation_mask
 from pipelines import io, transforms
-from pipelines.options import InputOptions, TrainOptions, parse
+from pipelines.options import DEFAULTS, InputOptions, TrainOptions, parse
 
 _log = logging.getLogger(__name__)
 STAGING = ".staging"
@@ -123,11 +124,15 @@ def run(argv=None, save_main_session=True):
         learning_rate=opt.learning_rate,
         patience=opt.patience,
         validation_fraction=opt.validation_fraction,
-        contamination=opt.contamination,
+        contamination=DEFAULTS.contamination if opt.contamination is None else opt.contamination,
         seed=opt.seed,
         init=opt.init,
         n_init=opt.n_init,
     )
+    if opt.threshold is not None and opt.contamination is not None:
+        raise ConfigError("Pass either --threshold or --contamination, not both.")
+    if opt.threshold is not None and not math.isfinite(opt.threshold):
+        raise ConfigError(f"--threshold must be a finite number. Received: --threshold={opt.threshold}")
     started = time.time()
     fmt, files, schema = io.resolve_input(inp.input, inp.format)
     spec = infer_spec(
@@ -203,7 +208,16 @@ def run(argv=None, save_main_session=True):
         verbose=1 if sys.stdout.isatty() else 2,
     )
     errors = _validation_errors(result.model, normalizer, staged["validation"], spec.width)
-    threshold = threshold_from_contamination(errors, config.contamination)
+    if opt.threshold is not None:
+        threshold = float(opt.threshold)
+        threshold_method = {"method": "fixed", "validation_rows": int(len(errors))}
+    else:
+        threshold = threshold_from_contamination(errors, config.contamination)
+        threshold_method = {
+            "method": "contamination",
+            "contamination": config.contamination,
+            "validation_rows": int(len(errors)),
+        }
     metadata = artifacts.ArtifactMetadata(
         spec=spec,
         model_kind=config.model,
@@ -211,11 +225,7 @@ def run(argv=None, save_main_session=True):
         latent_dim=config.resolved_latent_dim(spec.width),
         normalization=normalizer,
         threshold=threshold,
-        threshold_method={
-            "method": "contamination",
-            "contamination": config.contamination,
-            "validation_rows": int(len(errors)),
-        },
+        threshold_method=threshold_method,
         validation_error_quantiles=np.quantile(errors, np.linspace(0, 1, 101)).tolist(),
         history={
             "loss": result.loss,
@@ -242,7 +252,7 @@ def run(argv=None, save_main_session=True):
         f"autoenc train: wrote model version {version} to {artifact.path} in "
         f"{time.time() - started:.1f} s: best epoch {result.best_epoch} of {len(result.loss)}, "
         f"validation loss {min(result.val_loss):.6g}, threshold {threshold:.6g} "
-        f"(contamination {config.contamination})",
+        f"({threshold_method['method']})",
         file=sys.stderr,
     )
     return artifact

@@ -196,6 +196,7 @@ def test_workers_without_autoenc_get_it_from_setup_file(reference, tmp_path):
         stderr=subprocess.STDOUT,
     )
     try:
+        _wait_for_port(port, pool, tmp_path / "pool.log")
         extra = [
             *prism_args,
             "--environment_type=EXTERNAL",
@@ -217,6 +218,24 @@ def test_workers_without_autoenc_get_it_from_setup_file(reference, tmp_path):
     ).stdout.strip()
     assert installed.startswith(os.path.dirname(os.path.dirname(python)))  # the staged copy, installed there
     assert "workflow.tar.gz" in (tmp_path / "pool.log").read_text()
+
+
+def _wait_for_port(port: int, process, log, timeout: float = 120) -> None:
+    """Waits until ``process`` listens on ``port`` (a job started before the worker
+    pool listens fails with 'connection refused')."""
+    import socket
+    import time
+
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the worker pool exited ({process.returncode}): {log.read_text()[-2000:]}")
+        try:
+            with socket.create_connection(("localhost", port), timeout=1):
+                return
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError(f"the worker pool did not listen on port {port} within {timeout} s")
 
 
 def _required() -> list[str]:

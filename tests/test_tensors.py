@@ -153,11 +153,20 @@ def test_conv_trains_and_scores_images(storage, tmp_path):
         score_path = tmp_path / "score.tfrecord"
         write_tfrecord(pa.table({"id": score_ids, "img": pa.array(flat)}), str(score_path))
     summary = score.run(
-        [f"--input={score_path}", f"--model_dir={model_dir}", f"--output={tmp_path / 'out'}"],
+        [f"--input={score_path}", f"--model_dir={model_dir}", f"--output={tmp_path / 'out'}", "--error_map"],
         save_main_session=False,
     )
     assert summary["counts"] == {**summary["counts"], "read": 62, "scored": 60, "rejected": 2}
     scores = pq.read_table(tmp_path / "out" / "scores")
+    # The error map: one squared error per pixel, whose mean is the row's error;
+    # the one feature takes the whole share.
+    error_map = np.array(scores["error_map"].to_pylist())
+    assert error_map.shape == (60, 64)
+    np.testing.assert_allclose(error_map.mean(axis=1), scores["reconstruction_error"].to_numpy(), rtol=1e-4)
+    assert {tuple(map(tuple, (d.values() for d in row))) for row in scores["top_features"].to_pylist()} <= {
+        (("img", 1.0),),
+        (("img", 0.0),),
+    }
     errors = dict(zip(scores["id"].to_pylist(), scores["reconstruction_error"].to_numpy(), strict=True))
     normal = np.median([errors[f"n{i}"] for i in range(50)])
     assert min(errors[f"noise{i}"] for i in range(10)) > 3 * normal
