@@ -199,7 +199,7 @@ def child_plain(args) -> None:
         not_float = [
             f.name
             for f in schema
-            if not pa.types.is_floating(f.type) and f.name not in ("latent", "top_features")
+            if not pa.types.is_floating(f.type) and f.name != "latent"  # as autoenc's writer
         ]
         with pq.ParquetWriter(
             os.path.join(args.output, f"part-{i:05d}.parquet"),
