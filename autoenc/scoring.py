@@ -14,8 +14,10 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import numpy as np
+import pyarrow as pa
 
 from autoenc.errors import ConfigError
 from autoenc.preprocessing import Normalizer
@@ -117,18 +119,26 @@ def error_histogram(errors: np.ndarray, quantiles) -> np.ndarray:
     return np.bincount(bins, minlength=len(q) + 1).astype(np.int64)
 
 
-def drift(histogram: np.ndarray, quantiles) -> dict:
+def drift(
+    histogram: np.ndarray,
+    quantiles,
+    *,
+    max_ks: float = math.inf,
+    max_median_ratio: float = math.inf,
+) -> dict:
     """How a run's errors compare with the validation errors.
 
     Args:
         histogram: ``error_histogram`` summed over the run.
         quantiles: the validation quantiles it was counted against.
+        max_ks, max_median_ratio: the bounds past which ``warning`` is set.
 
     Returns:
         ``rows``; ``ks_statistic``: the largest gap between the two empirical
         CDFs, taken at the stored quantiles (0: same distribution, 1: disjoint);
         ``median_ratio``: the run's median error (interpolated between the
-        quantiles) over the validation median.
+        quantiles) over the validation median; the bounds; ``warning``: why the
+        run is past them, or ``None``.
 
     Example:
         >>> q = np.linspace(0, 100, 101)
@@ -139,8 +149,9 @@ def drift(histogram: np.ndarray, quantiles) -> dict:
     q = np.asarray(quantiles, dtype=np.float64)
     levels = np.linspace(0.0, 1.0, len(q))
     n = int(histogram.sum())
+    bounds = {"max_ks": max_ks, "max_median_ratio": max_median_ratio}
     if n == 0:
-        return {"rows": 0, "ks_statistic": None, "median_ratio": None}
+        return {"rows": 0, "ks_statistic": None, "median_ratio": None, **bounds, "warning": None}
     # Share of the run's errors at or below each validation quantile, against
     # the validation share there (the quantile's level).
     cdf = np.cumsum(histogram)[: len(q)] / n
@@ -155,7 +166,80 @@ def drift(histogram: np.ndarray, quantiles) -> dict:
         median = float(np.interp(0.5, cdf[rising], q[rising]))
     val_median = float(np.interp(0.5, levels, q))
     ratio = median / val_median if val_median > 0 else None
-    return {"rows": n, "ks_statistic": ks, "median_ratio": ratio}
+    reasons = []
+    if ks > max_ks:
+        reasons.append(f"KS statistic {ks:.3f} > {max_ks}")
+    if ratio is not None and not (1 / max_median_ratio <= ratio <= max_median_ratio):
+        reasons.append(
+            f"median error {ratio:.3g}x the validation median, outside [1/{max_median_ratio:g}, {max_median_ratio:g}]"
+        )
+    return {
+        "rows": n,
+        "ks_statistic": ks,
+        "median_ratio": ratio,
+        **bounds,
+        "warning": "; ".join(reasons) or None,
+    }
+
+
+TOP_FEATURE = pa.struct([("feature", pa.string()), ("share", pa.float32())])
+
+
+def list_column(rows: np.ndarray) -> pa.ListArray:
+    """Rows [n, k] as a list<...> column of n lists of k values, without copying per row.
+
+    Example:
+        >>> list_column(np.zeros((2, 3), np.float32)).to_pylist()
+        [[0.0, 0.0, 0.0], [0.0, 0.0, 0.0]]
+    """
+    n, k = rows.shape
+    return pa.ListArray.from_arrays(
+        pa.array(np.arange(0, (n + 1) * k, k, dtype=np.int32)), pa.array(rows.ravel())
+    )
+
+
+def top_features_column(index: np.ndarray, shares: np.ndarray, names) -> pa.ListArray:
+    """Per row, a list of ``{feature, share}``, largest share first.
+
+    Example:
+        >>> top_features_column(np.array([[1, 0]]), np.array([[0.75, 0.25]], np.float32), ["a", "b"]).to_pylist()
+        [[{'feature': 'b', 'share': 0.75}, {'feature': 'a', 'share': 0.25}]]
+    """
+    n, k = index.shape
+    feature = pa.array(list(names), pa.string()).take(pa.array(index.ravel().astype(np.int32)))
+    items = pa.StructArray.from_arrays([feature, pa.array(shares.ravel())], fields=list(TOP_FEATURE))
+    return pa.ListArray.from_arrays(pa.array(np.arange(0, (n + 1) * k, k, dtype=np.int32)), items)
+
+
+def score_fields(*, top_k: int = 0, error_map: bool = False) -> list[pa.Field]:
+    """The score columns' fields, in output order (``top_features`` only when
+    ``top_k``, ``error_map`` only when asked for)."""
+    return (
+        [
+            pa.field("latent", pa.list_(pa.float32())),
+            pa.field("reconstruction_error", pa.float64()),
+            pa.field("anomaly_score", pa.float64()),
+            pa.field("is_anomaly", pa.bool_()),
+        ]
+        + ([pa.field("top_features", pa.list_(TOP_FEATURE))] if top_k else [])
+        + ([pa.field("error_map", pa.list_(pa.float32()))] if error_map else [])
+    )
+
+
+def score_columns(scores: Scores, feature_names) -> list[pa.Array]:
+    """``scores`` as the columns of ``score_fields`` (from a scorer with
+    validation quantiles; ``top_features`` and ``error_map`` when it made them)."""
+    columns = [
+        list_column(scores.latent),
+        pa.array(scores.reconstruction_error),
+        pa.array(scores.anomaly_score),
+        pa.array(scores.is_anomaly),
+    ]
+    if scores.top_features is not None:
+        columns.append(top_features_column(scores.top_features, scores.top_shares, feature_names))
+    if scores.error_map is not None:
+        columns.append(list_column(scores.error_map))
+    return columns
 
 
 class Scorer:

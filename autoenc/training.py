@@ -339,7 +339,7 @@ def fit(
             monitor="val_loss", factor=0.5, patience=max(2, config.patience // 3), min_lr=1e-6
         ),
     ]
-    timer = _EpochTimer()
+    timer = epoch_timer()
     callbacks.append(timer)
     _log.info("Training the chosen start for up to %d epochs", config.epochs)
     history = model.fit(
@@ -362,7 +362,7 @@ def fit(
     )
 
 
-def _EpochTimer():
+def epoch_timer():
     """A Keras callback recording each epoch's wall time in ``.seconds``."""
     import keras
 

@@ -156,6 +156,21 @@ def me(*args: str) -> list[str]:
     return [sys.executable, os.path.abspath(__file__), *args]
 
 
+def measure_scoring(command: list[str], pattern: str, model_dir: str, output: str, *extra: str):
+    """``measure`` of a scoring command (autoenc or a peer) given its input, model
+    and output; the log goes beside the output."""
+    os.makedirs(os.path.dirname(output), exist_ok=True)
+    return measure(
+        [*command, "--input", pattern, "--model_dir", model_dir, "--output", output, *extra], f"{output}.log"
+    )
+
+
+def scored_rows(output: str) -> int:
+    """Rows an ``autoenc score`` run scored, from its summary.json."""
+    with open(os.path.join(output, "summary.json")) as f:
+        return json.load(f)["counts"]["scored"]
+
+
 def autoenc_cmd(job: str, *args: str, cache_off: bool = False) -> list[str]:
     if cache_off:
         # The streaming path, as for data larger than the in-memory cache limit.
@@ -174,33 +189,21 @@ def child_plain(args) -> None:
     """(a): one process, pyarrow read -> normalization + model call -> pyarrow write,
     the same columns as ``autoenc score``'s defaults."""
     from autoenc import artifact as artifacts
+    from autoenc.scoring import score_columns, score_fields
 
     art = artifacts.load_artifact(args.model_dir)
     spec = art.metadata.spec
     top_k = min(3, spec.n_features)  # autoenc score's default --explain_top_k
     scorer = art.scorer(top_k=top_k)
-    top_item = pa.struct([("feature", pa.string()), ("share", pa.float32())])
-    names = pa.array([f.name for f in spec.features], pa.string())
+    names = [f.name for f in spec.features]
     os.makedirs(args.output, exist_ok=True)
     rows = 0
     for i, path in enumerate(sorted(glob.glob(args.input))):
         pf = pq.ParquetFile(path)
         keep = pf.schema_arrow.names if args.passthrough else list(spec.key_columns)
-        schema = pa.schema(
-            [pf.schema_arrow.field(n) for n in keep]
-            + [
-                pa.field("latent", pa.list_(pa.float32())),
-                pa.field("reconstruction_error", pa.float64()),
-                pa.field("anomaly_score", pa.float64()),
-                pa.field("is_anomaly", pa.bool_()),
-                pa.field("top_features", pa.list_(top_item)),
-            ]
-        )
-        not_float = [
-            f.name
-            for f in schema
-            if not pa.types.is_floating(f.type) and f.name != "latent"  # as autoenc's writer
-        ]
+        schema = pa.schema([pf.schema_arrow.field(n) for n in keep] + score_fields(top_k=top_k))
+        # The rule of pipelines.io.dictionary_columns (not imported: (a) stays Beam-free).
+        not_float = [f.name for f in schema if not pa.types.is_floating(f.type) and f.name != "latent"]
         with pq.ParquetWriter(
             os.path.join(args.output, f"part-{i:05d}.parquet"),
             schema,
@@ -210,32 +213,9 @@ def child_plain(args) -> None:
             for batch in pf.iter_batches(batch_size=READ_BATCH_ROWS):
                 x = np.column_stack([batch.column(n).to_numpy() for n in spec.names]).astype(np.float64)
                 scores = scorer.score(x)
-                n, k = scores.latent.shape
-                latent = pa.ListArray.from_arrays(
-                    pa.array(np.arange(0, (n + 1) * k, k, dtype=np.int32)), pa.array(scores.latent.ravel())
-                )
-                items = pa.StructArray.from_arrays(
-                    [names.take(pa.array(scores.top_features.ravel())), pa.array(scores.top_shares.ravel())],
-                    fields=list(top_item),
-                )
-                top = pa.ListArray.from_arrays(
-                    pa.array(np.arange(0, (n + 1) * top_k, top_k, dtype=np.int32)), items
-                )
-                columns = [batch.column(name) for name in keep]
-                writer.write_table(
-                    pa.Table.from_arrays(
-                        columns
-                        + [
-                            latent,
-                            pa.array(scores.reconstruction_error),
-                            pa.array(scores.anomaly_score),
-                            pa.array(scores.is_anomaly),
-                            top,
-                        ],
-                        schema=schema,
-                    )
-                )
-                rows += n
+                columns = [batch.column(name) for name in keep] + score_columns(scores, names)
+                writer.write_table(pa.Table.from_arrays(columns, schema=schema))
+                rows += len(scores.latent)
     print(json.dumps({"rows": rows}))
 
 
@@ -340,7 +320,7 @@ def child_keras_fit(args) -> None:
     """Keras fit on the training rows as an in-memory numpy array (the reference)."""
     import keras
 
-    from autoenc.training import TrainingConfig, build_model
+    from autoenc.training import TrainingConfig, build_model, epoch_timer
     from autoenc.validation import validation_mask
 
     fields = json.loads(args.config)
@@ -362,14 +342,7 @@ def child_keras_fit(args) -> None:
     xv = ((val - mean) / scale).astype(np.float32)
     model = build_model(config, len(names), seed=config.seed)
     model.compile(optimizer=keras.optimizers.Adam(config.learning_rate), loss=config.keras_loss)
-    seconds = []
-
-    class Timer(keras.callbacks.Callback):
-        def on_epoch_begin(self, epoch, logs=None):
-            self.t = time.perf_counter()
-
-        def on_epoch_end(self, epoch, logs=None):
-            seconds.append(time.perf_counter() - self.t)
+    timer = epoch_timer()
 
     model.fit(
         xt,
@@ -380,9 +353,9 @@ def child_keras_fit(args) -> None:
         validation_batch_size=max(config.batch_size, 4096),
         shuffle=True,
         verbose=0,
-        callbacks=[Timer()],
+        callbacks=[timer],
     )
-    print(json.dumps({"train_rows": len(xt), "epoch_seconds": seconds}))
+    print(json.dumps({"train_rows": len(xt), "epoch_seconds": timer.seconds}))
 
 
 CHILDREN = {
@@ -682,37 +655,16 @@ def main(argv=None) -> int:
             case = f"{label}{', passthrough' if passthrough else ''}"
             flag = ["--passthrough"] if passthrough else []
             tag = f"{kind}{'-pass' if passthrough else ''}"
-            seconds, rss, _ = measure(
-                autoenc_cmd(
-                    "score",
-                    "--input",
-                    data[kind]["score"],
-                    "--model_dir",
-                    model_dir,
-                    "--output",
-                    os.path.join(out, "scores", tag),
-                    *flag,
-                    *score_extra,
-                ),
-                os.path.join(out, f"score-{tag}.log"),
+            output = os.path.join(out, "scores", tag)
+            seconds, rss, _ = measure_scoring(
+                autoenc_cmd("score"), data[kind]["score"], model_dir, output, *flag, *score_extra
             )
-            summary = json.load(open(os.path.join(out, "scores", tag, "summary.json")))
-            rows = summary["counts"]["scored"]
+            rows = scored_rows(output)
             ours = rows / seconds
             if kind == "wide" and not passthrough:
                 peak_1m, wide_1m = rss, (rows, seconds)
-            p_seconds, p_rss, p_out = measure(
-                me(
-                    "_plain",
-                    "--input",
-                    data[kind]["score"],
-                    "--model_dir",
-                    model_dir,
-                    "--output",
-                    os.path.join(out, "plain", tag),
-                    *flag,
-                ),
-                os.path.join(out, f"plain-{tag}.log"),
+            p_seconds, p_rss, p_out = measure_scoring(
+                me("_plain"), data[kind]["score"], model_dir, os.path.join(out, "plain", tag), *flag
             )
             p_rows = json.loads(p_out)["rows"]
             table.add("score", case, "autoenc score (DirectRunner)", rows=rows, seconds=seconds, rss=rss)
@@ -726,18 +678,8 @@ def main(argv=None) -> int:
                 # scored follows, and both are compared on the same rows.
                 runs = []
                 for key in ("ri", "ri10"):
-                    r_seconds, r_rss, r_out = measure(
-                        me(
-                            "_runinference",
-                            "--input",
-                            data[kind][key],
-                            "--model_dir",
-                            model_dir,
-                            "--output",
-                            os.path.join(out, key, tag),
-                            *flag,
-                        ),
-                        os.path.join(out, f"{key}-{tag}.log"),
+                    r_seconds, r_rss, r_out = measure_scoring(
+                        me("_runinference"), data[kind][key], model_dir, os.path.join(out, key, tag), *flag
                     )
                     runs.append((json.loads(r_out)["rows"], r_seconds, r_rss))
                 (n1, t1, _), (n2, t2, r_rss) = runs
@@ -804,20 +746,11 @@ def main(argv=None) -> int:
         big = generate(
             os.path.join(out, "data", f"wide-{args.memory_rows}"), "wide", args.memory_rows, args.files, 4
         )
-        seconds, rss, _ = measure(
-            autoenc_cmd(
-                "score",
-                "--input",
-                big,
-                "--model_dir",
-                models["wide"]["dir"],
-                "--output",
-                os.path.join(out, "scores", "wide-big"),
-                *score_extra,
-            ),
-            os.path.join(out, "score-wide-big.log"),
+        output = os.path.join(out, "scores", "wide-big")
+        seconds, rss, _ = measure_scoring(
+            autoenc_cmd("score"), big, models["wide"]["dir"], output, *score_extra
         )
-        rows = json.load(open(os.path.join(out, "scores", "wide-big", "summary.json")))["counts"]["scored"]
+        rows = scored_rows(output)
         table.add(
             "memory",
             "64 features",

@@ -285,19 +285,6 @@ class ReadRecords(beam.PTransform):
         )
 
 
-def list_column(rows: np.ndarray) -> pa.ListArray:
-    """Rows [n, k] as a list<...> column of n lists of k values, without copying per row.
-
-    Example:
-        >>> list_column(np.zeros((2, 3), np.float32)).to_pylist()
-        [[0.0, 0.0, 0.0], [0.0, 0.0, 0.0]]
-    """
-    n, k = rows.shape
-    return pa.ListArray.from_arrays(
-        pa.array(np.arange(0, (n + 1) * k, k, dtype=np.int32)), pa.array(rows.ravel())
-    )
-
-
 def dictionary_columns(schema: pa.Schema) -> list[str]:
     """Columns worth dictionary-encoding: all but floating-point ones (and lists of
     them), whose values rarely repeat, so a dictionary only costs time.

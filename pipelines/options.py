@@ -6,6 +6,7 @@ Every standard Beam option (``--runner``, ``--direct_num_workers``,
 
 from __future__ import annotations
 
+import math
 import os
 
 from apache_beam.options.pipeline_options import (
@@ -294,6 +295,19 @@ def check_known_args(argv: list[str]) -> None:
             f"Unknown option(s): {', '.join(unknown)}. Run with --help for autoenc's "
             "options; any Beam pipeline option is accepted too."
         )
+
+
+def check_threshold_options(options) -> None:
+    """``--threshold`` and ``--contamination`` (train and score) exclude each other,
+    and a threshold is a finite number.
+
+    Raises:
+        ConfigError: both given, or a threshold that is not finite.
+    """
+    if options.threshold is not None and options.contamination is not None:
+        raise ConfigError("Pass either --threshold or --contamination, not both.")
+    if options.threshold is not None and not math.isfinite(options.threshold):
+        raise ConfigError(f"--threshold must be a finite number. Received: --threshold={options.threshold}")
 
 
 def require(options, *names: str) -> None:

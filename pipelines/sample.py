@@ -24,7 +24,7 @@ from apache_beam.io.filesystems import FileSystems
 from autoenc import artifact as artifacts
 from autoenc.errors import ConfigError
 from autoenc.sampling import generate
-from pipelines import io
+from autoenc.scoring import list_column
 
 
 class _Parser(argparse.ArgumentParser):
@@ -82,7 +82,7 @@ def run(argv=None) -> pa.Table:
             info = np.iinfo(arrow_type.to_pandas_dtype())
             values = np.clip(np.rint(values), info.min, info.max)
         columns[feature.name] = pa.array(values).cast(arrow_type, safe=False)
-    columns["latent"] = io.list_column(z)
+    columns["latent"] = list_column(z)
     table = pa.table(columns)
     parent = opt.output.rsplit("/", 1)[0] if "/" in opt.output else ""
     if parent and not FileSystems.exists(parent):

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import sys
 import time
 
@@ -44,45 +43,26 @@ from apache_beam.utils import shared
 from autoenc import artifact as artifacts
 from autoenc.errors import ConfigError
 from autoenc.schema import check_compatible
-from autoenc.scoring import drift, error_histogram, threshold_from_quantiles
+from autoenc.scoring import drift, error_histogram, score_columns, score_fields, threshold_from_quantiles
 from autoenc.validation import rejected_schema
 from pipelines import io, transforms
-from pipelines.options import InputOptions, ScoreOptions, TrainOptions, parse, require
+from pipelines.options import (
+    InputOptions,
+    ScoreOptions,
+    TrainOptions,
+    check_threshold_options,
+    parse,
+    require,
+)
 
 _log = logging.getLogger(__name__)
 RUN_INFO = ".score-run.json"
 HISTOGRAM = "histogram"
 
 
-TOP_FEATURE = pa.struct([("feature", pa.string()), ("share", pa.float32())])
-
-
 def scores_schema(kept: pa.Schema, *, top_k: int = 0, error_map: bool = False) -> pa.Schema:
     """Schema of ``scores/``: the kept input columns, then the score columns."""
-    return pa.schema(
-        list(kept)
-        + [
-            pa.field("latent", pa.list_(pa.float32())),
-            pa.field("reconstruction_error", pa.float64()),
-            pa.field("anomaly_score", pa.float64()),
-            pa.field("is_anomaly", pa.bool_()),
-        ]
-        + ([pa.field("top_features", pa.list_(TOP_FEATURE))] if top_k else [])
-        + ([pa.field("error_map", pa.list_(pa.float32()))] if error_map else [])
-    )
-
-
-def top_features_column(index: np.ndarray, shares: np.ndarray, names) -> pa.ListArray:
-    """Per row, a list of ``{feature, share}``, largest share first.
-
-    Example:
-        >>> top_features_column(np.array([[1, 0]]), np.array([[0.75, 0.25]], np.float32), ["a", "b"]).to_pylist()
-        [[{'feature': 'b', 'share': 0.75}, {'feature': 'a', 'share': 0.25}]]
-    """
-    n, k = index.shape
-    feature = pa.array(list(names), pa.string()).take(pa.array(index.ravel().astype(np.int32)))
-    items = pa.StructArray.from_arrays([feature, pa.array(shares.ravel())], fields=list(TOP_FEATURE))
-    return pa.ListArray.from_arrays(pa.array(np.arange(0, (n + 1) * k, k, dtype=np.int32)), items)
+    return pa.schema(list(kept) + score_fields(top_k=top_k, error_map=error_map))
 
 
 class _Loaded:
@@ -125,7 +105,6 @@ class _ScoreFn(beam.DoFn):
     def process(self, valid):
         scores = self._scorer.score(valid.features)
         n = len(scores.latent)
-        latent = io.list_column(scores.latent)
         anomalies = int(scores.is_anomaly.sum())
         self._scored.inc(n)
         self._anomalies.inc(anomalies)
@@ -135,20 +114,7 @@ class _ScoreFn(beam.DoFn):
             HISTOGRAM, error_histogram(scores.reconstruction_error, self._scorer.quantiles)
         )
         yield pa.Table.from_arrays(
-            list(valid.columns.columns)
-            + [
-                latent,
-                pa.array(scores.reconstruction_error),
-                pa.array(scores.anomaly_score),
-                pa.array(scores.is_anomaly),
-            ]
-            + (
-                [top_features_column(scores.top_features, scores.top_shares, self._names)]
-                if self._top_k
-                else []
-            )
-            + ([io.list_column(scores.error_map)] if self._error_map else []),
-            schema=self._schema,
+            list(valid.columns.columns) + score_columns(scores, self._names), schema=self._schema
         )
 
 
@@ -177,11 +143,8 @@ def resolve_threshold(artifact, opt) -> tuple[float, dict]:
         ConfigError: both given, or a value out of range.
     """
     quantiles = artifact.metadata.validation_error_quantiles
-    if opt.threshold is not None and opt.contamination is not None:
-        raise ConfigError("Pass either --threshold or --contamination, not both.")
+    check_threshold_options(opt)
     if opt.threshold is not None:
-        if not math.isfinite(opt.threshold):
-            raise ConfigError(f"--threshold must be a finite number. Received: --threshold={opt.threshold}")
         return float(opt.threshold), {"method": "fixed", "set_at": "scoring"}
     if opt.contamination is not None:
         value = threshold_from_quantiles(quantiles, opt.contamination)
@@ -252,19 +215,11 @@ def run(argv=None, save_main_session=True) -> dict:
     if counts["read"] != counts["scored"] + counts["rejected"]:
         raise RuntimeError(f"Row counts do not reconcile: {counts}. This is a bug in autoenc.")
     io.commit_attempt(opt.output, attempt_dir, ("scores", "rejected"))
-    shift = drift(np.asarray(info["histogram"], dtype=np.int64), quantiles)
-    ratio = shift["median_ratio"]
-    reasons = []
-    if shift["ks_statistic"] is not None and shift["ks_statistic"] > opt.drift_max_ks:
-        reasons.append(f"KS statistic {shift['ks_statistic']:.3f} > {opt.drift_max_ks}")
-    if ratio is not None and not (1 / opt.drift_max_median_ratio <= ratio <= opt.drift_max_median_ratio):
-        reasons.append(
-            f"median error {ratio:.3g}x the validation median, outside [1/{opt.drift_max_median_ratio:g}, {opt.drift_max_median_ratio:g}]"
-        )
-    shift.update(
+    shift = drift(
+        np.asarray(info["histogram"], dtype=np.int64),
+        quantiles,
         max_ks=opt.drift_max_ks,
         max_median_ratio=opt.drift_max_median_ratio,
-        warning="; ".join(reasons) or None,
     )
     summary = {
         "counts": counts,
@@ -291,10 +246,10 @@ def run(argv=None, save_main_session=True) -> dict:
         f"  summary:  {artifacts.join(opt.output, 'summary.json')}",
         file=sys.stderr,
     )
-    if reasons:
+    if shift["warning"]:
         message = (
             f"autoenc score: WARNING: this run's reconstruction errors differ from the model's "
-            f"validation errors ({'; '.join(reasons)}): the data may have drifted and the model "
+            f"validation errors ({shift['warning']}): the data may have drifted and the model "
             f"({artifact.version}) may be stale. See 'drift' in summary.json."
         )
         _log.warning(message)

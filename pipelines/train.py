@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import importlib.metadata
 import logging
-import math
 import platform
 import sys
 import time
@@ -41,7 +40,7 @@ from autoenc.scoring import threshold_from_contamination
 from autoenc.training import TENSOR_KINDS, TrainingConfig, build_model, encode_chunk, fit, make_dataset
 from autoenc.validation import rejected_schema, validation_mask
 from pipelines import io, transforms
-from pipelines.options import DEFAULTS, InputOptions, TrainOptions, parse
+from pipelines.options import DEFAULTS, InputOptions, TrainOptions, check_threshold_options, parse
 
 _log = logging.getLogger(__name__)
 STAGING = ".staging"
@@ -129,10 +128,7 @@ def run(argv=None, save_main_session=True):
         init=opt.init,
         n_init=opt.n_init,
     )
-    if opt.threshold is not None and opt.contamination is not None:
-        raise ConfigError("Pass either --threshold or --contamination, not both.")
-    if opt.threshold is not None and not math.isfinite(opt.threshold):
-        raise ConfigError(f"--threshold must be a finite number. Received: --threshold={opt.threshold}")
+    check_threshold_options(opt)
     started = time.time()
     fmt, files, schema = io.resolve_input(inp.input, inp.format)
     spec = infer_spec(
