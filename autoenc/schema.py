@@ -181,6 +181,23 @@ def check_reserved_names(schema: pa.Schema, *, source: str) -> None:
             )
 
 
+def check_label_column(schema: pa.Schema, name: str, *, source: str) -> None:
+    """A label column exists and holds booleans or numbers (true / 1 = anomaly,
+    false / 0 = normal).
+
+    Raises:
+        InputError: the column is missing or of another type.
+    """
+    if name not in schema.names:
+        raise _missing("Label", name, schema, source)
+    arrow_type = schema.field(name).type
+    if not (pa.types.is_boolean(arrow_type) or is_numeric(arrow_type)):
+        raise InputError(
+            f"Label column '{name}' in {source} has type {arrow_type}; expected booleans or "
+            "numbers: true or 1 for an anomaly, false or 0 for a normal row."
+        )
+
+
 def _missing(kind: str, name: str, schema: pa.Schema, source: str) -> InputError:
     return InputError(
         f"{kind} column '{name}' is not in {source}. Columns there: "
@@ -194,6 +211,7 @@ def infer_spec(
     *,
     features: Sequence[str] | None = None,
     key_columns: Sequence[str] = (),
+    label_column: str | None = None,
     shapes: Sequence[str] = (),
     first_rows: pa.Table | None = None,
     source: str,
@@ -205,6 +223,8 @@ def infer_spec(
         features: feature columns in model order; ``None`` selects every numeric
             column (scalar or tensor) that is not a key column, in schema order.
         key_columns: columns that identify a row (copied to the scores).
+        label_column: a column of known anomaly labels (``check_label_column``);
+            never a feature.
         shapes: declared shapes of the tensor features (``--shape``): each either
             ``"name=28,28,1"`` or ``"28,28,1"`` (these go to the tensor features
             without a named shape, in order).
@@ -225,6 +245,12 @@ def infer_spec(
         if name not in schema.names:
             raise _missing("Key", name, schema, source)
     check_reserved_names(schema, source=source)
+    if label_column is not None:
+        check_label_column(schema, label_column, source=source)
+        if features is not None and label_column in features:
+            raise InputError(
+                f"Column '{label_column}' is the label column (--label_column) and cannot also be a feature."
+            )
     if features is None:
         # A list column joins by default only when its shape is certain (fixed by
         # its type, or declared): a variable-length list (tags, counts) would
@@ -242,6 +268,7 @@ def infer_spec(
             f.name
             for f in schema
             if f.name not in key_columns
+            and f.name != label_column
             and (
                 is_numeric(f.type)
                 or (is_tensor(f.type) and (_fixed_shape(f.type) is not None or f.name in declared))

@@ -75,6 +75,87 @@ def threshold_from_contamination(errors: np.ndarray, contamination: float) -> fl
     return float(np.quantile(errors, 1.0 - contamination))
 
 
+def threshold_for_fpr(normal_errors: np.ndarray, target_fpr: float) -> float:
+    """The lowest threshold that flags at most ``target_fpr`` of the rows labeled
+    normal: the (1 - target_fpr) quantile of their errors, rounded up to an error.
+
+    Raises:
+        ConfigError: target_fpr outside [0, 1) or no normal rows.
+
+    Example:
+        >>> threshold_for_fpr(np.arange(101.0), 0.05)
+        95.0
+    """
+    if not 0 <= target_fpr < 1:
+        raise ConfigError(f"--target_fpr must be in [0, 1). Received: --target_fpr={target_fpr}")
+    if len(normal_errors) == 0:
+        raise ConfigError("--target_fpr needs validation rows labeled normal (0 or false); there are none.")
+    # The order statistic at or above the quantile, so the rate is never exceeded.
+    return float(np.quantile(normal_errors, 1.0 - target_fpr, method="higher"))
+
+
+def threshold_best_f1(
+    normal_errors: np.ndarray, anomaly_errors: np.ndarray, *, normal_weight: float = 1.0
+) -> float:
+    """The threshold with the best F1 of flagging rows labeled anomalous.
+
+    Candidates are the midpoints between consecutive distinct errors (rows
+    above a threshold are flagged); among equal F1, the highest threshold.
+
+    Args:
+        normal_errors: errors of rows labeled normal.
+        anomaly_errors: errors of rows labeled anomalous.
+        normal_weight: how many rows each normal row stands for (when the normal
+            rows are a sample, e.g. the validation share of them, and the
+            anomalies are all of them), so precision is that of the whole data.
+
+    Raises:
+        ConfigError: no row labeled anomalous, or none labeled normal.
+
+    Example:
+        >>> threshold_best_f1(np.array([1.0, 2.0, 3.0, 4.0]), np.array([3.5, 5.0, 6.0]))
+        3.25
+    """
+    if len(anomaly_errors) == 0 or len(normal_errors) == 0:
+        raise ConfigError(
+            f"A best-F1 threshold needs validation rows labeled both normal and anomalous; there "
+            f"are {len(normal_errors)} normal and {len(anomaly_errors)} anomalous. Label some rows, "
+            "or use --target_fpr, --contamination or --threshold."
+        )
+    normal = np.sort(np.asarray(normal_errors, dtype=np.float64))
+    anomaly = np.sort(np.asarray(anomaly_errors, dtype=np.float64))
+    values = np.unique(np.concatenate([normal, anomaly]))
+    # Thresholds below every error, between each pair, and at the largest.
+    candidates = np.concatenate([[values[0] - 1.0], (values[:-1] + values[1:]) / 2, [values[-1]]])
+    tp = len(anomaly) - np.searchsorted(anomaly, candidates, side="right")
+    fp = normal_weight * (len(normal) - np.searchsorted(normal, candidates, side="right"))
+    fn = len(anomaly) - tp
+    f1 = np.divide(2 * tp, 2 * tp + fp + fn, out=np.zeros(len(candidates)), where=(2 * tp + fp + fn) > 0)
+    best = np.flatnonzero(f1 == f1.max())[-1]
+    return float(candidates[best])
+
+
+def flag_rates(normal_errors, anomaly_errors, threshold: float, *, normal_weight: float = 1.0) -> dict:
+    """What a threshold does to labeled rows: false-positive rate, recall,
+    precision and F1 (``None`` where undefined; normal rows weighted as in
+    ``threshold_best_f1``)."""
+    normal = np.asarray(normal_errors, dtype=np.float64)
+    anomaly = np.asarray(anomaly_errors, dtype=np.float64)
+    tp = int((anomaly > threshold).sum())
+    fp = int((normal > threshold).sum())
+    weighted_fp = normal_weight * fp
+    precision = tp / (tp + weighted_fp) if tp + weighted_fp else None
+    recall = tp / len(anomaly) if len(anomaly) else None
+    return {
+        "fpr": fp / len(normal) if len(normal) else None,
+        "recall": recall,
+        "precision": precision,
+        "f1": 2 * precision * recall / (precision + recall) if precision and recall else None,
+        "normal_rows": int(len(normal)),
+        "anomalous_rows": int(len(anomaly)),
+    }
+
+
 def anomaly_score(errors: np.ndarray, quantiles) -> np.ndarray:
     """The share of validation errors below each error: the validation errors'
     empirical CDF, interpolated between their stored quantiles (0 below the

@@ -52,11 +52,14 @@ class ValidatedBatch:
         features: float64 array [n_valid, n_features] of the valid rows, in raw
             (not normalized) units and model order.
         reasons: why each invalid row was rejected, in row order.
+        labels: bool [n_valid], True for a row labeled anomalous, when a label
+            column was checked; else ``None``.
     """
 
     valid: np.ndarray
     features: np.ndarray
     reasons: list[str]
+    labels: np.ndarray | None = None
 
 
 def conform_batch(
@@ -148,6 +151,7 @@ def validate_batch(
     spec: FeatureSpec,
     *,
     prior_reasons: Sequence[str | None] | None = None,
+    label_column: str | None = None,
 ) -> ValidatedBatch:
     """Checks every feature value of a batch: present, not null, finite.
 
@@ -156,6 +160,7 @@ def validate_batch(
         spec: the feature spec.
         prior_reasons: per-row reasons found earlier (from ``conform_batch`` or
             record parsing); those rows are rejected too, with all reasons joined.
+        label_column: also check this column of anomaly labels (``label_values``).
 
     Returns:
         A ``ValidatedBatch``.
@@ -194,6 +199,12 @@ def validate_batch(
             if mask.any():
                 problems.append((mask, f"column '{name}' {what}"))
         bad |= ~finite
+    labels = None
+    if label_column is not None:
+        labels, label_problems = label_values(batch.column(label_column), label_column)
+        for mask, message in label_problems:
+            problems.append((mask, message))
+            bad |= mask
     reasons_by_row: dict[int, list[str]] = {}
     if prior_reasons is not None:
         for i, reason in enumerate(prior_reasons):
@@ -208,7 +219,37 @@ def validate_batch(
         valid=valid,
         features=features[valid] if bad.any() else features,
         reasons=["; ".join(reasons_by_row[i]) for i in sorted(reasons_by_row)],
+        labels=None if labels is None else labels[valid],
     )
+
+
+def label_values(column, name: str) -> tuple[np.ndarray, list[tuple[np.ndarray, str]]]:
+    """Anomaly labels of a boolean or numeric column: true / 1 = anomaly, false /
+    0 = normal. A null, NaN or any other number is a problem of its row.
+
+    Returns:
+        bool [n] (False where the row has a problem) and (row mask, message) pairs.
+
+    Example:
+        >>> labels, problems = label_values(pa.array([0, 1, 2, None]), "y")
+        >>> labels.tolist(), [(m.tolist(), text) for m, text in problems]
+        ([False, True, False, False], [([False, False, False, True], "label column 'y' is null"), ([False, False, True, False], "label column 'y' is not 0 or 1 (false or true)")])
+    """
+    null = (
+        column.is_null().to_numpy(zero_copy_only=False) if column.null_count else np.zeros(len(column), bool)
+    )
+    if pa.types.is_boolean(column.type):
+        values = column.fill_null(False).to_numpy(zero_copy_only=False).astype(np.float64)
+    else:
+        values = pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False)
+    values = np.where(null, 0.0, values)
+    other = ~null & (values != 0) & (values != 1)
+    problems = [
+        (mask, f"label column '{name}' {what}")
+        for mask, what in ((null, "is null"), (other, "is not 0 or 1 (false or true)"))
+        if mask.any()
+    ]
+    return (values == 1) & ~other, problems
 
 
 def _tensor_values(column: pa.Array, feature) -> tuple[np.ndarray, list[tuple[np.ndarray, str]]]:

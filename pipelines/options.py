@@ -191,6 +191,23 @@ class TrainOptions(PipelineOptions):
             "--contamination). score: overrides the model's threshold.",
         )
         parser.add_argument(
+            "--label_column",
+            type=str,
+            default=None,
+            help="A column of known labels (true or 1: anomaly, false or 0: normal; a row "
+            "with another value is rejected). train: rows labeled anomalous are kept "
+            "out of training, and the threshold is chosen on the labeled rows for the "
+            "best F1, or for --target_fpr. evaluate: the labels to evaluate against "
+            "(default: the model's).",
+        )
+        parser.add_argument(
+            "--target_fpr",
+            type=float,
+            default=None,
+            help="With --label_column: the threshold flags at most this share of the "
+            "validation rows labeled normal (instead of the best F1).",
+        )
+        parser.add_argument(
             "--init",
             choices=INITS,
             default=DEFAULTS.init,
@@ -298,14 +315,26 @@ def check_known_args(argv: list[str]) -> None:
 
 
 def check_threshold_options(options) -> None:
-    """``--threshold`` and ``--contamination`` (train and score) exclude each other,
-    and a threshold is a finite number.
+    """``--threshold``, ``--contamination`` and ``--target_fpr`` exclude each
+    other, a threshold is a finite number, and ``--target_fpr`` needs labels.
 
     Raises:
-        ConfigError: both given, or a threshold that is not finite.
+        ConfigError: two given, a threshold that is not finite, or
+            ``--target_fpr`` without ``--label_column``.
     """
-    if options.threshold is not None and options.contamination is not None:
-        raise ConfigError("Pass either --threshold or --contamination, not both.")
+    given = [
+        f"--{name}"
+        for name in ("threshold", "contamination", "target_fpr")
+        if getattr(options, name, None) is not None
+    ]
+    if len(given) > 1:
+        raise ConfigError(
+            f"Pass one of --threshold, --contamination and --target_fpr, not {' and '.join(given)}."
+        )
+    if getattr(options, "target_fpr", None) is not None and not getattr(options, "label_column", None):
+        raise ConfigError(
+            "--target_fpr needs --label_column: a false-positive rate is measured on labeled rows."
+        )
     if options.threshold is not None and not math.isfinite(options.threshold):
         raise ConfigError(f"--threshold must be a finite number. Received: --threshold={options.threshold}")
 

@@ -143,6 +143,12 @@ def resolve_threshold(artifact, opt) -> tuple[float, dict]:
         ConfigError: both given, or a value out of range.
     """
     quantiles = artifact.metadata.validation_error_quantiles
+    for name in ("label_column", "target_fpr"):
+        if getattr(opt, name, None) is not None:
+            raise ConfigError(
+                f"--{name} is an option of 'autoenc train' and 'autoenc evaluate', not of scoring. "
+                "To keep a label column in the scores, pass --passthrough."
+            )
     check_threshold_options(opt)
     if opt.threshold is not None:
         return float(opt.threshold), {"method": "fixed", "set_at": "scoring"}

@@ -36,7 +36,7 @@ from autoenc import artifact as artifacts
 from autoenc.errors import ConfigError, InputError
 from autoenc.preprocessing import MomentStats, Normalizer
 from autoenc.schema import infer_spec
-from autoenc.scoring import threshold_from_contamination
+from autoenc.scoring import flag_rates, threshold_best_f1, threshold_for_fpr, threshold_from_contamination
 from autoenc.training import TENSOR_KINDS, TrainingConfig, build_model, encode_chunk, fit, make_dataset
 from autoenc.validation import rejected_schema, validation_mask
 from pipelines import io, transforms
@@ -48,28 +48,36 @@ RUN_INFO = ".stage1.json"
 
 
 def _split(valid, *, seed: int, fraction: float):
-    """ValidRows -> ('train' | 'validation', rows) by the deterministic split."""
-    to_validation = validation_mask(valid.source, valid.rows, seed=seed, fraction=fraction)
+    """ValidRows -> ('train' | 'validation' | 'anomalies', rows): rows labeled
+    anomalous (with a label column) go to 'anomalies', never to training; the
+    others are split deterministically."""
+    features, rows = valid.features, valid.rows
+    if valid.labels is not None and valid.labels.any():
+        yield beam.pvalue.TaggedOutput("anomalies", features[valid.labels])
+        features, rows = features[~valid.labels], rows[~valid.labels]
+        if len(rows) == 0:
+            return
+    to_validation = validation_mask(valid.source, rows, seed=seed, fraction=fraction)
     if to_validation.any():
-        yield beam.pvalue.TaggedOutput("validation", valid.features[to_validation])
+        yield beam.pvalue.TaggedOutput("validation", features[to_validation])
     if not to_validation.all():
-        yield valid.features[~to_validation]
+        yield features[~to_validation]
 
 
-def build_stage1(p, *, pattern, fmt, schema, spec, config, version_dir, batch_rows):
+def build_stage1(p, *, pattern, fmt, schema, spec, config, version_dir, batch_rows, label_column=None):
     """Adds the validate / split / stage / statistics steps to pipeline ``p``."""
     chunks = p | "ReadRecords" >> io.ReadRecords(
         pattern, fmt=fmt, schema=schema, spec=spec, batch_rows=batch_rows
     )
-    checked = chunks | "Validate" >> transforms.Validate(spec)
+    checked = chunks | "Validate" >> transforms.Validate(spec, label_column=label_column)
     checked[transforms.REJECTED] | "WriteRejected" >> io.WriteParquet(
         artifacts.join(version_dir, "rejected"), rejected_schema(schema)
     )
     split = checked.valid | "Split" >> beam.FlatMap(
         _split, seed=config.seed, fraction=config.validation_fraction
-    ).with_outputs("validation", main="train")
+    ).with_outputs("validation", "anomalies", main="train")
     counts = []
-    for name in ("train", "validation"):
+    for name in ("train", "validation", "anomalies"):
         rows = split[name]
         (
             rows
@@ -135,6 +143,7 @@ def run(argv=None, save_main_session=True):
         schema,
         features=opt.features,
         key_columns=opt.key_columns,
+        label_column=opt.label_column,
         shapes=opt.shape or (),
         first_rows=io.read_first_rows(files[0], fmt, schema),
         source=files[0],
@@ -168,15 +177,17 @@ def run(argv=None, save_main_session=True):
             config=config,
             version_dir=version_dir,
             batch_rows=inp.read_batch_rows,
+            label_column=opt.label_column,
         )
 
     info = transforms.read_run_info(artifacts.join(version_dir, RUN_INFO))
-    counts = {k: info["counts"].get(k, 0) for k in ("read", "rejected", "train", "validation")}
+    counts = {k: info["counts"].get(k, 0) for k in ("read", "rejected", "train", "validation", "anomalies")}
     stats = MomentStats(**{k: np.asarray(v) if isinstance(v, list) else v for k, v in info["stats"].items()})
     print(
         f"autoenc train: read {counts['read']} rows: {counts['train']} for training, "
-        f"{counts['validation']} for validation, {counts['rejected']} rejected "
-        f"(see {artifacts.join(version_dir, 'rejected')})",
+        f"{counts['validation']} for validation, "
+        + (f"{counts['anomalies']} labeled anomalous, " if opt.label_column else "")
+        + f"{counts['rejected']} rejected (see {artifacts.join(version_dir, 'rejected')})",
         file=sys.stderr,
     )
     if counts["train"] == 0 or counts["validation"] == 0:
@@ -190,7 +201,7 @@ def run(argv=None, save_main_session=True):
 
     staged = {
         name: sorted(tf.io.gfile.glob(artifacts.join(version_dir, STAGING, f"{name}*.tfrecord")))
-        for name in ("train", "validation")
+        for name in ("train", "validation", "anomalies")
     }
     result = fit(
         config,
@@ -204,16 +215,14 @@ def run(argv=None, save_main_session=True):
         verbose=1 if sys.stdout.isatty() else 2,
     )
     errors = _validation_errors(result.model, normalizer, staged["validation"], spec.width)
-    if opt.threshold is not None:
-        threshold = float(opt.threshold)
-        threshold_method = {"method": "fixed", "validation_rows": int(len(errors))}
-    else:
-        threshold = threshold_from_contamination(errors, config.contamination)
-        threshold_method = {
-            "method": "contamination",
-            "contamination": config.contamination,
-            "validation_rows": int(len(errors)),
-        }
+    anomaly_errors = (
+        _validation_errors(result.model, normalizer, staged["anomalies"], spec.width)
+        if staged["anomalies"]
+        else np.zeros(0)
+    )
+    threshold, threshold_method = choose_threshold(
+        opt, config, errors, anomaly_errors, normal_rows=counts["train"] + counts["validation"]
+    )
     metadata = artifacts.ArtifactMetadata(
         spec=spec,
         model_kind=config.model,
@@ -237,8 +246,9 @@ def run(argv=None, save_main_session=True):
             "train": counts["train"],
             "validation": counts["validation"],
             "rejected": counts["rejected"],
+            **({"labeled_anomalous": counts["anomalies"]} if opt.label_column else {}),
         },
-        input={"pattern": inp.input, "format": fmt, "files": len(files)},
+        input={"pattern": inp.input, "format": fmt, "files": len(files), "label_column": opt.label_column},
         library_versions=library_versions(),
         created_at=artifacts.utc_now(),
     )
@@ -252,6 +262,35 @@ def run(argv=None, save_main_session=True):
         file=sys.stderr,
     )
     return artifact
+
+
+def choose_threshold(opt, config, errors, anomaly_errors, *, normal_rows: int) -> tuple[float, dict]:
+    """The model's threshold and how it was chosen: ``--threshold``,
+    ``--target_fpr`` or the best F1 (with ``--label_column``), else
+    ``--contamination`` (default 0.01) of the validation errors.
+
+    With labels, ``errors`` are those of the validation rows labeled normal and
+    ``anomaly_errors`` those of every row labeled anomalous (none of which was
+    trained on); for F1 each validation row stands for ``normal_rows / len(errors)``
+    normal rows, so precision is that of the whole data.
+    """
+    weight = normal_rows / max(len(errors), 1)
+    if opt.threshold is not None:
+        threshold, method = float(opt.threshold), {"method": "fixed"}
+    elif opt.target_fpr is not None:
+        threshold = threshold_for_fpr(errors, opt.target_fpr)
+        method = {"method": "target_fpr", "target_fpr": opt.target_fpr}
+    elif opt.label_column and opt.contamination is None:
+        threshold = threshold_best_f1(errors, anomaly_errors, normal_weight=weight)
+        method = {"method": "best_f1"}
+    else:
+        threshold = threshold_from_contamination(errors, config.contamination)
+        method = {"method": "contamination", "contamination": config.contamination}
+    method["validation_rows"] = int(len(errors))
+    if opt.label_column:
+        method["label_column"] = opt.label_column
+        method["on_labeled_rows"] = flag_rates(errors, anomaly_errors, threshold, normal_weight=weight)
+    return threshold, method
 
 
 def _validation_errors(model, normalizer, files, n_features) -> np.ndarray:

@@ -36,25 +36,31 @@ class ValidRows:
         rows: int64 row numbers within ``source``.
         columns: the columns kept for the output (may have no columns).
         features: float64 [n, n_features], raw units, model order.
+        labels: bool [n], True for rows labeled anomalous, when the rows were
+            validated with a label column; else ``None``.
     """
 
     source: str
     rows: np.ndarray
     columns: pa.RecordBatch
     features: np.ndarray
+    labels: np.ndarray | None = None
 
 
 beam.coders.registry.register_coder(ValidRows, BatchCoder)
 
 
 class _ValidateFn(beam.DoFn):
-    def __init__(self, spec: FeatureSpec, keep_columns: tuple[str, ...]):
+    def __init__(self, spec: FeatureSpec, keep_columns: tuple[str, ...], label_column: str | None):
         self._spec = spec
         self._keep = list(keep_columns)
+        self._label = label_column
         self._rejected = beam.metrics.Metrics.counter("autoenc", "rows_rejected")
 
     def process(self, chunk):
-        checked = validate_batch(chunk.batch, self._spec, prior_reasons=chunk.reasons)
+        checked = validate_batch(
+            chunk.batch, self._spec, prior_reasons=chunk.reasons, label_column=self._label
+        )
         n_rejected = len(checked.reasons)
         yield beam.pvalue.TaggedOutput(COUNTS, ("read", chunk.batch.num_rows))
         if n_rejected:
@@ -77,7 +83,7 @@ class _ValidateFn(beam.DoFn):
         if n_rejected:
             columns = columns.filter(pa.array(checked.valid))
             positions = positions[checked.valid]
-        yield ValidRows(chunk.source, positions + chunk.first_row, columns, checked.features)
+        yield ValidRows(chunk.source, positions + chunk.first_row, columns, checked.features, checked.labels)
 
 
 class Validate(beam.PTransform):
@@ -89,17 +95,22 @@ class Validate(beam.PTransform):
     Args:
         spec: the feature spec.
         keep_columns: columns of the input to keep on the valid rows.
+        label_column: a column of anomaly labels to check too (a row with a
+            missing or unknown label is rejected) and to carry as ``labels``.
     """
 
-    def __init__(self, spec: FeatureSpec, keep_columns: tuple[str, ...] = ()):
+    def __init__(
+        self, spec: FeatureSpec, keep_columns: tuple[str, ...] = (), label_column: str | None = None
+    ):
         super().__init__()
         self._spec = spec
         self._keep = tuple(keep_columns)
+        self._label = label_column
 
     def expand(self, chunks):
-        return chunks | "Check" >> beam.ParDo(_ValidateFn(self._spec, self._keep)).with_output_types(
-            ValidRows
-        ).with_outputs(COUNTS, REJECTED, main="valid")
+        return chunks | "Check" >> beam.ParDo(
+            _ValidateFn(self._spec, self._keep, self._label)
+        ).with_output_types(ValidRows).with_outputs(COUNTS, REJECTED, main="valid")
 
 
 class StatsCombineFn(beam.CombineFn):

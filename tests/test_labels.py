@@ -1,0 +1,105 @@
+"""Known labels: thresholds chosen on labeled rows at training, and ``autoenc evaluate``."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from conftest import TINY_TRAIN_ARGS
+
+from autoenc.artifact import load_artifact
+from autoenc.datasets import article_table, planted_anomalies
+from autoenc.errors import ConfigError, InputError
+from pipelines import train
+
+pytestmark = pytest.mark.pipeline
+N_NORMAL, N_ANOMALOUS = 2000, 100
+
+
+def labeled_table(n_normal=N_NORMAL, n_anomalous=N_ANOMALOUS, *, seed=0) -> pa.Table:
+    """Normal rows labeled 0, planted anomalies labeled 1, two rows with bad labels."""
+    normal = article_table(n_normal, seed=seed).drop_columns(["z"])
+    anomalous = planted_anomalies(n_anomalous, seed=seed + 1).select(normal.column_names)
+    table = pa.concat_tables([normal, anomalous])
+    label = [0] * n_normal + [1] * n_anomalous
+    table = table.append_column("label", pa.array(label, pa.int64()))
+    bad = normal.slice(0, 2).append_column("label", pa.array([None, 2], pa.int64()))
+    bad = bad.set_column(0, "id", pa.array(["bad-label-null", "bad-label-2"]))
+    return pa.concat_tables([table, bad])
+
+
+@pytest.fixture(scope="module")
+def labeled_parquet(tmp_path_factory) -> str:
+    path = str(tmp_path_factory.mktemp("labeled") / "labeled.parquet")
+    pq.write_table(labeled_table(), path, row_group_size=700)
+    return path
+
+
+def train_run(data, model_dir, *extra):
+    return train.run(
+        [f"--input={data}", f"--model_dir={model_dir}", *TINY_TRAIN_ARGS, *extra], save_main_session=False
+    )
+
+
+@pytest.fixture(scope="module")
+def labeled_model_dir(tmp_path_factory, labeled_parquet) -> str:
+    model_dir = str(tmp_path_factory.mktemp("labeled-model"))
+    train_run(labeled_parquet, model_dir, "--label_column=label")
+    return model_dir
+
+
+def test_labeled_anomalies_stay_out_of_training_and_set_a_best_f1_threshold(labeled_model_dir):
+    meta = load_artifact(labeled_model_dir).metadata
+    assert meta.rows["labeled_anomalous"] == N_ANOMALOUS
+    assert meta.rows["train"] + meta.rows["validation"] == N_NORMAL
+    assert meta.rows["rejected"] == 2
+    assert "label" not in meta.spec.names and meta.input["label_column"] == "label"
+    # Training statistics are those of normal rows only (planted rows spread x1 far wider).
+    normal = article_table(N_NORMAL, seed=0)
+    x = np.column_stack([normal[name].to_numpy() for name in ("x1", "x2", "x3", "x4")])
+    assert np.all(np.abs(meta.normalization.mean - x.mean(axis=0)) < 0.1 * x.std(axis=0))
+    method = meta.threshold_method
+    assert method["method"] == "best_f1" and method["label_column"] == "label"
+    rates = method["on_labeled_rows"]
+    assert rates["anomalous_rows"] == N_ANOMALOUS and rates["normal_rows"] == meta.rows["validation"]
+    # Planted rows are far off the curve: the chosen threshold separates them well.
+    assert rates["f1"] > 0.8 and rates["recall"] > 0.8 and rates["fpr"] < 0.05
+    rejected = pq.read_table(f"{labeled_model_dir}/{load_artifact(labeled_model_dir).version}/rejected")
+    reasons = dict(zip(rejected["id"].to_pylist(), rejected["reason"].to_pylist(), strict=True))
+    assert reasons == {
+        "bad-label-null": "label column 'label' is null",
+        "bad-label-2": "label column 'label' is not 0 or 1 (false or true)",
+    }
+
+
+def test_target_fpr_bounds_the_false_positives_of_labeled_normal_rows(labeled_parquet, tmp_path):
+    artifact = train_run(labeled_parquet, tmp_path / "m", "--label_column=label", "--target_fpr=0.1")
+    method = artifact.metadata.threshold_method
+    assert method["method"] == "target_fpr" and method["target_fpr"] == 0.1
+    assert 0.05 < method["on_labeled_rows"]["fpr"] <= 0.1
+    # Looser than the default contamination of 0.01 on the same errors.
+    q = np.asarray(artifact.metadata.validation_error_quantiles)
+    assert q[85] <= artifact.metadata.threshold <= q[95]
+
+
+@pytest.mark.parametrize(
+    "extra, error, match",
+    [
+        (["--target_fpr=0.1"], ConfigError, "--target_fpr needs --label_column"),
+        (
+            ["--label_column=label", "--target_fpr=0.1", "--contamination=0.1"],
+            ConfigError,
+            "not --contamination and --target_fpr",
+        ),
+        (["--label_column=id"], InputError, "Label column 'id' .* has type string"),
+        (["--label_column=nope"], InputError, "Label column 'nope' is not in"),
+        (["--label_column=label", "--features=x1,label"], InputError, "cannot also be a feature"),
+    ],
+)
+def test_label_options_are_checked_before_training(labeled_parquet, tmp_path, extra, error, match):
+    with pytest.raises(error, match=match):
+        train.run(
+            [f"--input={labeled_parquet}", f"--model_dir={tmp_path}", "--key_columns=id", *extra],
+            save_main_session=False,
+        )
