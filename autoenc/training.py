@@ -210,6 +210,15 @@ def encode_chunk(x: np.ndarray) -> bytes:
     return np.ascontiguousarray(x, dtype="<f8").tobytes()
 
 
+def read_staged(files: Sequence[str], width: int):
+    """Yields the staged chunks of ``files`` (written by ``encode_chunk``) as
+    float64 arrays [n, width], in file order, one chunk at a time."""
+    import tensorflow as tf
+
+    for record in tf.data.TFRecordDataset(list(files)).as_numpy_iterator():
+        yield np.frombuffer(record, dtype="<f8").reshape(-1, width)
+
+
 def make_dataset(
     files: Sequence[str],
     n_features: int,

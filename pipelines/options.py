@@ -285,6 +285,34 @@ class ScoreOptions(PipelineOptions):
         )
 
 
+class EvaluateOptions(PipelineOptions):
+    """Options of 'autoenc evaluate' (besides --input, --model_dir, --output,
+    --model_version, --label_column, --threshold and --contamination)."""
+
+    @classmethod
+    def _add_argparse_args(cls, parser):
+        parser.add_argument(
+            "--train_input",
+            type=str,
+            default=None,
+            help="Glob of the model's training data, to fit the PCA and IsolationForest "
+            "baselines on the same training rows. Default: the input the model records.",
+        )
+        parser.add_argument(
+            "--baseline_rows",
+            type=int,
+            default=100_000,
+            help="Most training rows (a deterministic sample) the baselines are fitted on. Default: 100000.",
+        )
+        parser.add_argument(
+            "--precision_at_k",
+            type=int,
+            default=None,
+            help="k of precision@k (the share labeled anomalous among the k highest-scoring "
+            "rows). Default: the number of rows labeled anomalous.",
+        )
+
+
 class _StrictParser(_BeamArgumentParser):
     """Raises ``ConfigError`` instead of printing every Beam option and exiting."""
 

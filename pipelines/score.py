@@ -143,12 +143,6 @@ def resolve_threshold(artifact, opt) -> tuple[float, dict]:
         ConfigError: both given, or a value out of range.
     """
     quantiles = artifact.metadata.validation_error_quantiles
-    for name in ("label_column", "target_fpr"):
-        if getattr(opt, name, None) is not None:
-            raise ConfigError(
-                f"--{name} is an option of 'autoenc train' and 'autoenc evaluate', not of scoring. "
-                "To keep a label column in the scores, pass --passthrough."
-            )
     check_threshold_options(opt)
     if opt.threshold is not None:
         return float(opt.threshold), {"method": "fixed", "set_at": "scoring"}
@@ -177,7 +171,14 @@ def run(argv=None, save_main_session=True) -> dict:
     attempt_dir = io.start_attempt(opt.output)
     started = time.time()
     artifact = artifacts.load_artifact(inp.model_dir, version=opt.model_version)
-    threshold, threshold_method = resolve_threshold(artifact, options.view_as(TrainOptions))
+    train_opt = options.view_as(TrainOptions)
+    for name in ("label_column", "target_fpr"):
+        if getattr(train_opt, name) is not None:
+            raise ConfigError(
+                f"--{name} is an option of 'autoenc train' and 'autoenc evaluate', not of scoring. "
+                "To keep a label column in the scores, pass --passthrough."
+            )
+    threshold, threshold_method = resolve_threshold(artifact, train_opt)
     quantiles = artifact.metadata.validation_error_quantiles
     spec = artifact.metadata.spec
     fmt, files, schema = io.resolve_input(inp.input, inp.format)

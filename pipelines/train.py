@@ -215,11 +215,7 @@ def run(argv=None, save_main_session=True):
         verbose=1 if sys.stdout.isatty() else 2,
     )
     errors = _validation_errors(result.model, normalizer, staged["validation"], spec.width)
-    anomaly_errors = (
-        _validation_errors(result.model, normalizer, staged["anomalies"], spec.width)
-        if staged["anomalies"]
-        else np.zeros(0)
-    )
+    anomaly_errors = _validation_errors(result.model, normalizer, staged["anomalies"], spec.width)
     threshold, threshold_method = choose_threshold(
         opt, config, errors, anomaly_errors, normal_rows=counts["train"] + counts["validation"]
     )
@@ -301,7 +297,8 @@ def _validation_errors(model, normalizer, files, n_features) -> np.ndarray:
     ds = make_dataset(
         files, n_features, normalizer, batch_size=65536, n_rows=0, shuffle=False, seed=0, cache=False
     )
-    return np.concatenate([scorer.score_normalized(x.numpy()).reconstruction_error for x, _ in ds])
+    parts = [scorer.score_normalized(x.numpy()).reconstruction_error for x, _ in ds]
+    return np.concatenate(parts) if parts else np.zeros(0)
 
 
 def main(argv=None):

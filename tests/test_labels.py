@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -11,7 +13,7 @@ from conftest import TINY_TRAIN_ARGS
 from autoenc.artifact import load_artifact
 from autoenc.datasets import article_table, planted_anomalies
 from autoenc.errors import ConfigError, InputError
-from pipelines import train
+from pipelines import evaluate, score, train
 
 pytestmark = pytest.mark.pipeline
 N_NORMAL, N_ANOMALOUS = 2000, 100
@@ -103,3 +105,58 @@ def test_label_options_are_checked_before_training(labeled_parquet, tmp_path, ex
             [f"--input={labeled_parquet}", f"--model_dir={tmp_path}", "--key_columns=id", *extra],
             save_main_session=False,
         )
+
+
+def test_evaluate_reports_the_model_beside_pca_and_isolation_forest(labeled_model_dir, tmp_path, capsys):
+    data = tmp_path / "eval.parquet"
+    pq.write_table(labeled_table(1000, 50, seed=3), data)
+    result = evaluate.run(
+        [f"--input={data}", f"--model_dir={labeled_model_dir}", f"--output={tmp_path / 'out'}"],
+        save_main_session=False,
+    )
+    on_disk = json.loads((tmp_path / "out" / "evaluation.json").read_text())
+    assert on_disk == json.loads(json.dumps(result))
+    counts = result["counts"]
+    assert counts == {
+        "read": 1052,
+        "evaluated": 1050,
+        "rejected": 2,
+        "baseline": counts["baseline"],
+        "labeled_anomalous": 50,
+    }
+    meta = load_artifact(labeled_model_dir).metadata
+    # The baselines were fitted on the model's own training rows (all of them: fewer than --baseline_rows).
+    assert counts["baseline"] == meta.rows["train"]
+    assert result["label_column"] == "label" and result["threshold"]["method"] == "best_f1"
+    assert set(result["methods"]) == {"autoenc", "pca", "isolation_forest"}
+    for name, m in result["methods"].items():
+        assert sum(m["confusion"].values()) == 1050, name
+        assert m["confusion"]["tp"] + m["confusion"]["fn"] == 50
+        assert m["k"] == 50 and 0 <= m["precision_at_k"] <= 1
+        assert 0.5 < m["roc_auc"] <= 1 and 0 < m["pr_auc"] <= 1
+    model = result["methods"]["autoenc"]
+    # Planted rows lie off the curve the model learned: nearly all rank above normal rows.
+    assert model["roc_auc"] > 0.97 and model["precision_at_k"] > 0.8
+    # The baselines flag as many rows as the model's threshold does.
+    flagged = model["confusion"]["tp"] + model["confusion"]["fp"]
+    for name in ("pca", "isolation_forest"):
+        assert abs(result["methods"][name]["flagged"] - flagged) <= 2
+    rejected = pq.read_table(tmp_path / "out" / "rejected")
+    assert sorted(rejected["id"].to_pylist()) == ["bad-label-2", "bad-label-null"]
+    printed = capsys.readouterr().err
+    assert "ROC-AUC" in printed and "isolation_forest" in printed
+
+
+def test_evaluate_needs_labels(tiny_model_dir, article_parquet, tmp_path):
+    with pytest.raises(ConfigError, match="Pass --label_column"):
+        evaluate.run(
+            [f"--input={article_parquet}", f"--model_dir={tiny_model_dir}", f"--output={tmp_path}"],
+            save_main_session=False,
+        )
+    normal_only = tmp_path / "normal.parquet"
+    pq.write_table(article_table(200, seed=4).append_column("label", pa.array([False] * 200)), normal_only)
+    common = [f"--input={normal_only}", f"--model_dir={tiny_model_dir}", f"--output={tmp_path / 'out'}"]
+    with pytest.raises(ConfigError, match="rows labeled normal and anomalous"):
+        evaluate.run([*common, "--label_column=label"], save_main_session=False)
+    with pytest.raises(ConfigError, match="--label_column is an option of 'autoenc train'"):
+        score.run([*common, "--label_column=label"], save_main_session=False)

@@ -1,0 +1,233 @@
+"""Evaluate a model on labeled data, beside PCA and an IsolationForest.
+
+Input: a glob of labeled Parquet or TFRecord files (``--label_column``: true or
+1 = anomaly, false or 0 = normal; default: the column the model was trained
+with), and a model directory. The baselines are fitted on the model's own
+training rows: the training input recorded in the model (or ``--train_input``)
+is read again and split with the model's seed, and a sample of up to
+``--baseline_rows`` of its training rows fits PCA (as many components as the
+model's latent) and scikit-learn's IsolationForest.
+
+Output under ``--output``:
+
+* ``evaluation.json``: per method ROC-AUC, PR-AUC, precision@k and the confusion
+  matrix at the threshold (the model's; the baselines' flag as many rows), the
+  row counts and the model version;
+* ``report.html``: a self-contained report (curves, histograms, latent space,
+  the highest-scoring rows);
+* ``rejected/``: evaluation rows that failed validation, with reasons.
+
+Read = evaluated + rejected, checked. The table is printed too.
+
+Example:
+    autoenc evaluate --input 'labeled/*.parquet' --model_dir models/demo \\
+        --label_column is_fraud --output eval/demo
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+
+import apache_beam as beam
+import numpy as np
+from apache_beam.io.filesystems import FileSystems
+
+from autoenc import artifact as artifacts
+from autoenc.errors import ConfigError
+from autoenc.evaluation import IsolationForestBaseline, PCABaseline, compare, format_table
+from autoenc.schema import check_compatible, check_label_column
+from autoenc.training import encode_chunk, read_staged
+from autoenc.validation import rejected_schema, validation_mask
+from pipelines import io, transforms
+from pipelines.options import (
+    EvaluateOptions,
+    InputOptions,
+    ScoreOptions,
+    TrainOptions,
+    parse,
+    require,
+)
+from pipelines.score import resolve_threshold
+
+_log = logging.getLogger(__name__)
+STAGING = ".staging"
+RUN_INFO = ".evaluate-run.json"
+SAMPLE_SEED = 7919
+
+
+def _labeled_chunk(valid) -> bytes:
+    """Features with the label as one more column, as a staged record."""
+    return encode_chunk(np.column_stack([valid.features, valid.labels.astype(np.float64)]))
+
+
+def _training_sample(valid, *, seed: int, fraction: float, sample: float):
+    """The model's training rows among ``valid`` (the same split as training: not
+    labeled anomalous, not validation), sampled deterministically by file and
+    row number when ``sample`` < 1."""
+    features, rows = valid.features, valid.rows
+    if valid.labels is not None:
+        features, rows = features[~valid.labels], rows[~valid.labels]
+    keep = ~validation_mask(valid.source, rows, seed=seed, fraction=fraction)
+    if sample < 1:
+        keep &= validation_mask(valid.source, rows, seed=seed + SAMPLE_SEED, fraction=sample)
+    if keep.any():
+        yield features[keep]
+
+
+def run(argv=None, save_main_session=True) -> dict:
+    """Runs the evaluation. Returns the figures (also written to evaluation.json).
+
+    Args:
+        argv: command-line arguments (without the program name).
+        save_main_session: pickle the main session for remote workers.
+    """
+    options = parse(argv, save_main_session=save_main_session, use_cores=True)
+    inp = options.view_as(InputOptions)
+    out = options.view_as(ScoreOptions)
+    train_opt = options.view_as(TrainOptions)
+    opt = options.view_as(EvaluateOptions)
+    require(out, "output")
+    started = time.time()
+    artifact = artifacts.load_artifact(inp.model_dir, version=out.model_version)
+    meta = artifact.metadata
+    spec = meta.spec
+    label = train_opt.label_column or meta.input.get("label_column")
+    if not label:
+        raise ConfigError(
+            "Pass --label_column: the column of known labels (true or 1: anomaly, false or 0: normal). "
+            f"The model {artifact.path} was trained without one."
+        )
+    if train_opt.target_fpr is not None:
+        raise ConfigError("--target_fpr chooses a threshold at training; evaluate uses the model's.")
+    threshold, threshold_method = resolve_threshold(artifact, train_opt)
+    if opt.baseline_rows < 1:
+        raise ConfigError(f"--baseline_rows must be >= 1. Received: --baseline_rows={opt.baseline_rows}")
+    fmt, files, schema = io.resolve_input(inp.input, inp.format)
+    check_compatible(spec, schema, source=files[0], model=artifact.path)
+    check_label_column(schema, label, source=files[0])
+    train_pattern = opt.train_input or meta.input["pattern"]
+    train_fmt, train_files, train_schema = io.resolve_input(train_pattern, meta.input.get("format"))
+    check_compatible(spec, train_schema, source=train_files[0], model=artifact.path)
+    train_label = meta.input.get("label_column")
+    if train_label and train_label not in train_schema.names:
+        train_label = None
+    hyper = meta.hyperparameters
+    sample = min(1.0, opt.baseline_rows / max(meta.rows.get("train", 1), 1))
+
+    attempt_dir = io.start_attempt(out.output)
+    staging = artifacts.join(attempt_dir, STAGING)
+    print(
+        f"autoenc evaluate: {len(files)} file(s) labeled by '{label}', model version {artifact.version}; "
+        f"baselines fitted on up to {opt.baseline_rows} of its training rows ({train_pattern})",
+        file=sys.stderr,
+    )
+    info_path = artifacts.join(attempt_dir, RUN_INFO)
+    with beam.Pipeline(options=options) as p:
+        chunks = p | "ReadRecords" >> io.ReadRecords(
+            inp.input, fmt=fmt, schema=schema, spec=spec, batch_rows=inp.read_batch_rows
+        )
+        checked = chunks | "Validate" >> transforms.Validate(spec, label_column=label)
+        checked[transforms.REJECTED] | "WriteRejected" >> io.WriteParquet(
+            artifacts.join(attempt_dir, "rejected"), rejected_schema(schema)
+        )
+        (
+            checked.valid
+            | "StageLabeled" >> beam.Map(_labeled_chunk)
+            | "WriteLabeled"
+            >> beam.io.WriteToTFRecord(artifacts.join(staging, "eval"), file_name_suffix=".tfrecord")
+        )
+        evaluated = checked.valid | "CountEvaluated" >> beam.Map(lambda v: ("evaluated", len(v.rows)))
+
+        train_chunks = p | "ReadTrainingRecords" >> io.ReadRecords(
+            train_pattern, fmt=train_fmt, schema=train_schema, spec=spec, batch_rows=inp.read_batch_rows
+        )
+        baseline = (
+            train_chunks | "ValidateTraining" >> transforms.Validate(spec, label_column=train_label)
+        ).valid | "SampleTraining" >> beam.FlatMap(
+            _training_sample, seed=hyper["seed"], fraction=hyper["validation_fraction"], sample=sample
+        )
+        (
+            baseline
+            | "StageBaseline" >> beam.Map(encode_chunk)
+            | "WriteBaseline"
+            >> beam.io.WriteToTFRecord(artifacts.join(staging, "baseline"), file_name_suffix=".tfrecord")
+        )
+        baseline_count = baseline | "CountBaseline" >> beam.Map(lambda x: ("baseline", len(x)))
+        (
+            [checked[transforms.COUNTS], evaluated, baseline_count]
+            | "AllCounts" >> beam.Flatten()
+            | "WriteRunInfo" >> transforms.WriteRunInfo(info_path)
+        )
+
+    info = transforms.read_run_info(info_path)
+    counts = {k: info["counts"].get(k, 0) for k in ("read", "evaluated", "rejected", "baseline")}
+    if counts["read"] != counts["evaluated"] + counts["rejected"]:
+        raise RuntimeError(f"Row counts do not reconcile: {counts}. This is a bug in autoenc.")
+    import tensorflow as tf
+
+    eval_files = sorted(tf.io.gfile.glob(artifacts.join(staging, "eval*.tfrecord")))
+    baseline_files = sorted(tf.io.gfile.glob(artifacts.join(staging, "baseline*.tfrecord")))
+    if counts["baseline"] == 0:
+        raise ConfigError(
+            f"No training rows found for the baselines in {train_pattern}; pass --train_input "
+            "with the data the model was trained on."
+        )
+    fit_rows = np.concatenate(list(read_staged(baseline_files, spec.width)))
+    print(
+        f"autoenc evaluate: fitting PCA ({meta.latent_dim} components) and IsolationForest on "
+        f"{len(fit_rows)} training rows",
+        file=sys.stderr,
+    )
+    pca = PCABaseline.fit(fit_rows, meta.latent_dim)
+    forest = IsolationForestBaseline(fit_rows, seed=hyper["seed"])
+    del fit_rows
+    scorer = artifact.scorer(threshold)
+    parts = {"labels": [], "autoenc": [], "pca": [], "isolation_forest": []}
+    for chunk in read_staged(eval_files, spec.width + 1):
+        features = chunk[:, :-1]
+        parts["labels"].append(chunk[:, -1] > 0.5)
+        parts["autoenc"].append(scorer.score(features).reconstruction_error)
+        parts["pca"].append(pca.score(features))
+        parts["isolation_forest"].append(forest.score(features))
+    columns = {name: np.concatenate(values) if values else np.zeros(0) for name, values in parts.items()}
+    labels = columns.pop("labels")
+    results = compare(labels, columns, threshold=threshold, k=opt.precision_at_k)
+    io.commit_attempt(out.output, attempt_dir, ("rejected",))
+    evaluation = {
+        "methods": results,
+        "counts": {**counts, "labeled_anomalous": int(labels.sum())},
+        "label_column": label,
+        "threshold": {"value": threshold, **threshold_method},
+        "model": {"dir": inp.model_dir, "version": artifact.version, "kind": meta.model_kind},
+        "input": {"pattern": inp.input, "format": fmt, "files": len(files)},
+        "baselines": {
+            "fitted_on": train_pattern,
+            "rows": counts["baseline"],
+            "pca_components": int(pca.components.shape[0]),
+        },
+        "wall_time_s": round(time.time() - started, 3),
+        "finished_at": artifacts.utc_now(),
+    }
+    with FileSystems.create(artifacts.join(out.output, "evaluation.json")) as f:
+        f.write(json.dumps(evaluation, indent=2).encode())
+    print(
+        f"autoenc evaluate: read {counts['read']} rows: {counts['evaluated']} evaluated "
+        f"({int(labels.sum())} labeled anomalous), {counts['rejected']} rejected, in "
+        f"{evaluation['wall_time_s']:.1f} s.\n{format_table(results)}\n"
+        f"  evaluation: {artifacts.join(out.output, 'evaluation.json')}",
+        file=sys.stderr,
+    )
+    return evaluation
+
+
+def main(argv=None):
+    from pipelines.cli import run_command
+
+    return run_command(run, sys.argv[1:] if argv is None else argv, "evaluate")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
