@@ -36,6 +36,7 @@ import numpy as np
 from apache_beam.io.filesystems import FileSystems
 
 from autoenc import artifact as artifacts
+from autoenc import report
 from autoenc.errors import ConfigError
 from autoenc.evaluation import IsolationForestBaseline, PCABaseline, compare, format_table
 from autoenc.schema import check_compatible, check_label_column
@@ -55,6 +56,7 @@ from pipelines.score import resolve_threshold
 _log = logging.getLogger(__name__)
 STAGING = ".staging"
 RUN_INFO = ".evaluate-run.json"
+REPORT_FILE = "report.html"
 SAMPLE_SEED = 7919
 
 
@@ -184,16 +186,22 @@ def run(argv=None, save_main_session=True) -> dict:
     pca = PCABaseline.fit(fit_rows, meta.latent_dim)
     forest = IsolationForestBaseline(fit_rows, seed=hyper["seed"])
     del fit_rows
-    scorer = artifact.scorer(threshold)
-    parts = {"labels": [], "autoenc": [], "pca": [], "isolation_forest": []}
+    sizes = [f.size for f in spec.features]
+    shape = report.image_shape(spec, meta.model_kind)
+    sample = report.collect_sample(
+        read_staged(eval_files, spec.width + 1),
+        artifact.scorer(threshold, top_k=min(3, len(sizes))),
+        autoencoder=artifact.model if shape else None,
+        with_labels=True,
+    )
+    labels = sample.labels if sample.labels is not None else np.zeros(0, bool)
+    columns = {"autoenc": sample.errors}
+    baselines = {"pca": [], "isolation_forest": []}
     for chunk in read_staged(eval_files, spec.width + 1):
-        features = chunk[:, :-1]
-        parts["labels"].append(chunk[:, -1] > 0.5)
-        parts["autoenc"].append(scorer.score(features).reconstruction_error)
-        parts["pca"].append(pca.score(features))
-        parts["isolation_forest"].append(forest.score(features))
-    columns = {name: np.concatenate(values) if values else np.zeros(0) for name, values in parts.items()}
-    labels = columns.pop("labels")
+        baselines["pca"].append(pca.score(chunk[:, :-1]))
+        baselines["isolation_forest"].append(forest.score(chunk[:, :-1]))
+    for name, parts in baselines.items():
+        columns[name] = np.concatenate(parts) if parts else np.zeros(0)
     results = compare(labels, columns, threshold=threshold, k=opt.precision_at_k)
     io.commit_attempt(out.output, attempt_dir, ("rejected",))
     evaluation = {
@@ -213,11 +221,37 @@ def run(argv=None, save_main_session=True) -> dict:
     }
     with FileSystems.create(artifacts.join(out.output, "evaluation.json")) as f:
         f.write(json.dumps(evaluation, indent=2).encode())
+    facts = {
+        "model": f"{artifact.version} ({meta.model_kind}, latent width {meta.latent_dim})",
+        "evaluated on": inp.input,
+        "rows": f"read {counts['read']}, evaluated {counts['evaluated']} ({int(labels.sum())} labeled "
+        f"anomalous by '{label}'), rejected {counts['rejected']}",
+        "threshold": f"{threshold:.6g} ({threshold_method['method']}, set at {threshold_method['set_at']})",
+        "baselines fitted on": f"{counts['baseline']} training rows of {train_pattern}",
+        "finished": evaluation["finished_at"],
+    }
+    report.write(
+        artifacts.join(out.output, REPORT_FILE),
+        report.render(
+            title=f"autoenc evaluation of model {artifact.version}",
+            facts=facts,
+            sample=sample,
+            threshold=threshold,
+            feature_names=[f.name for f in spec.features],
+            feature_sizes=sizes,
+            shape=shape,
+            history=meta.history,
+            results=results,
+            method_scores=columns,
+            what="evaluated rows",
+        ),
+    )
     print(
         f"autoenc evaluate: read {counts['read']} rows: {counts['evaluated']} evaluated "
         f"({int(labels.sum())} labeled anomalous), {counts['rejected']} rejected, in "
         f"{evaluation['wall_time_s']:.1f} s.\n{format_table(results)}\n"
-        f"  evaluation: {artifacts.join(out.output, 'evaluation.json')}",
+        f"  evaluation: {artifacts.join(out.output, 'evaluation.json')}\n"
+        f"  report:     {artifacts.join(out.output, REPORT_FILE)}",
         file=sys.stderr,
     )
     return evaluation

@@ -33,11 +33,20 @@ import apache_beam as beam
 import numpy as np
 
 from autoenc import artifact as artifacts
+from autoenc import report
 from autoenc.errors import ConfigError, InputError
 from autoenc.preprocessing import MomentStats, Normalizer
 from autoenc.schema import infer_spec
 from autoenc.scoring import flag_rates, threshold_best_f1, threshold_for_fpr, threshold_from_contamination
-from autoenc.training import TENSOR_KINDS, TrainingConfig, build_model, encode_chunk, fit, make_dataset
+from autoenc.training import (
+    TENSOR_KINDS,
+    TrainingConfig,
+    build_model,
+    encode_chunk,
+    fit,
+    make_dataset,
+    read_staged,
+)
 from autoenc.validation import rejected_schema, validation_mask
 from pipelines import io, transforms
 from pipelines.options import DEFAULTS, InputOptions, TrainOptions, check_threshold_options, parse
@@ -45,6 +54,7 @@ from pipelines.options import DEFAULTS, InputOptions, TrainOptions, check_thresh
 _log = logging.getLogger(__name__)
 STAGING = ".staging"
 RUN_INFO = ".stage1.json"
+REPORT_FILE = "report.html"
 
 
 def _split(valid, *, seed: int, fraction: float):
@@ -219,6 +229,7 @@ def run(argv=None, save_main_session=True):
     threshold, threshold_method = choose_threshold(
         opt, config, errors, anomaly_errors, normal_rows=counts["train"] + counts["validation"]
     )
+    quantiles = np.quantile(errors, np.linspace(0, 1, 101)).tolist()
     metadata = artifacts.ArtifactMetadata(
         spec=spec,
         model_kind=config.model,
@@ -227,7 +238,7 @@ def run(argv=None, save_main_session=True):
         normalization=normalizer,
         threshold=threshold,
         threshold_method=threshold_method,
-        validation_error_quantiles=np.quantile(errors, np.linspace(0, 1, 101)).tolist(),
+        validation_error_quantiles=quantiles,
         history={
             "loss": result.loss,
             "val_loss": result.val_loss,
@@ -248,6 +259,14 @@ def run(argv=None, save_main_session=True):
         library_versions=library_versions(),
         created_at=artifacts.utc_now(),
     )
+    write_training_report(
+        artifacts.join(version_dir, REPORT_FILE),
+        metadata,
+        version,
+        result.model,
+        staged,
+        wall_s=time.time() - started,
+    )
     artifact = artifacts.write_artifact(inp.model_dir, version, result.model, metadata)
     tf.io.gfile.rmtree(artifacts.join(version_dir, STAGING))
     print(
@@ -258,6 +277,63 @@ def run(argv=None, save_main_session=True):
         file=sys.stderr,
     )
     return artifact
+
+
+def write_training_report(path, metadata, version, model, staged, *, wall_s: float) -> None:
+    """``report.html`` of a training run: its loss curves and its validation rows
+    (rows labeled anomalous shown beside them)."""
+    from autoenc.scoring import Scorer
+
+    spec = metadata.spec
+    sizes = [f.size for f in spec.features]
+    scorer = Scorer(
+        model,
+        metadata.normalization,
+        metadata.threshold,
+        metadata.validation_error_quantiles,
+        feature_sizes=sizes,
+        top_k=min(3, len(sizes)),
+    )
+    shape = report.image_shape(spec, metadata.model_kind)
+    chunks = [(name, read_staged(staged[name], spec.width)) for name in ("validation", "anomalies")]
+    labeled = bool(metadata.input.get("label_column")) and bool(metadata.rows.get("labeled_anomalous"))
+
+    def rows():
+        for name, parts in chunks if labeled else chunks[:1]:
+            for chunk in parts:
+                yield np.column_stack([chunk, np.full(len(chunk), name == "anomalies", np.float64)])
+
+    sample = report.collect_sample(rows(), scorer, autoencoder=model if shape else None, with_labels=True)
+    if not labeled:
+        sample.labels = None
+    rows_text = ", ".join(f"{k} {v}" for k, v in metadata.rows.items())
+    method = metadata.threshold_method
+    facts = {
+        "model version": version,
+        "model kind": metadata.model_kind,
+        "features": ", ".join(f.describe() for f in spec.features),
+        "latent width": metadata.latent_dim,
+        "rows": rows_text,
+        "threshold": f"{metadata.threshold:.6g} ({method['method']})",
+        "best epoch": f"{metadata.history['best_epoch']} of {len(metadata.history['loss'])}",
+        "training input": metadata.input["pattern"],
+        "training time": f"{wall_s:.1f} s",
+        "created": metadata.created_at,
+    }
+    report.write(
+        path,
+        report.render(
+            title=f"autoenc model {version}",
+            facts=facts,
+            sample=sample,
+            threshold=metadata.threshold,
+            feature_names=[f.name for f in spec.features],
+            feature_sizes=sizes,
+            shape=shape,
+            history=metadata.history,
+            what="validation rows" + (" and rows labeled anomalous" if labeled else ""),
+        ),
+    )
 
 
 def choose_threshold(opt, config, errors, anomaly_errors, *, normal_rows: int) -> tuple[float, dict]:

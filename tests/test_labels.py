@@ -8,6 +8,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from browser import Browser, require_chromium
 from conftest import TINY_TRAIN_ARGS
 
 from autoenc.artifact import load_artifact
@@ -67,7 +68,8 @@ def test_labeled_anomalies_stay_out_of_training_and_set_a_best_f1_threshold(labe
     assert rates["anomalous_rows"] == N_ANOMALOUS and rates["normal_rows"] == meta.rows["validation"]
     # Planted rows are far off the curve: the chosen threshold separates them well.
     assert rates["f1"] > 0.8 and rates["recall"] > 0.8 and rates["fpr"] < 0.05
-    rejected = pq.read_table(f"{labeled_model_dir}/{load_artifact(labeled_model_dir).version}/rejected")
+    version_dir = load_artifact(labeled_model_dir).path
+    rejected = pq.read_table(f"{version_dir}/rejected")
     reasons = dict(zip(rejected["id"].to_pylist(), rejected["reason"].to_pylist(), strict=True))
     assert reasons == {
         "bad-label-null": "label column 'label' is null",
@@ -160,3 +162,30 @@ def test_evaluate_needs_labels(tiny_model_dir, article_parquet, tmp_path):
         evaluate.run([*common, "--label_column=label"], save_main_session=False)
     with pytest.raises(ConfigError, match="--label_column is an option of 'autoenc train'"):
         score.run([*common, "--label_column=label"], save_main_session=False)
+
+
+def test_training_and_evaluation_reports_render_in_a_real_browser(labeled_model_dir, tmp_path):
+    require_chromium()
+    data = tmp_path / "eval.parquet"
+    pq.write_table(labeled_table(400, 20, seed=5), data)
+    evaluate.run(
+        [f"--input={data}", f"--model_dir={labeled_model_dir}", f"--output={tmp_path / 'out'}"],
+        save_main_session=False,
+    )
+    with Browser() as browser:
+        trained = browser.render(f"{load_artifact(labeled_model_dir).path}/report.html")
+        evaluated = browser.render(tmp_path / "out" / "report.html")
+    for page in (trained, evaluated):
+        assert page.problems() == [], page.problems()
+        assert all(width > 300 and height > 200 for width, height in page.image_sizes)
+        for heading in ("Loss per epoch", "Reconstruction error", "Latent space", "Highest-error"):
+            assert heading in page.text
+        # No image feature here: no originals / reconstructions figure.
+        assert "Originals" not in page.text
+    assert trained.images == 3 and "best_f1" in trained.text and "labeled anomalous" in trained.text
+    assert evaluated.images == 4 and "ROC and precision-recall curves" in evaluated.text
+    for method in ("autoenc", "pca", "isolation_forest"):
+        assert method in evaluated.text
+    # The report's table shows the figures of evaluation.json.
+    figures = json.loads((tmp_path / "out" / "evaluation.json").read_text())["methods"]
+    assert f"{figures['autoenc']['roc_auc']:.4g}" in evaluated.text

@@ -9,6 +9,7 @@ import pyarrow as pa
 import pyarrow.compute  # noqa: F401  (pa.compute)
 import pyarrow.parquet as pq
 import pytest
+from browser import render_report, require_chromium
 from conftest import write_tfrecord
 
 from autoenc.artifact import load_artifact
@@ -106,6 +107,7 @@ def test_minmax_scales_each_tensor_feature_as_a_whole():
 @pytest.mark.pipeline
 @pytest.mark.parametrize("storage", ["nested", "tfrecord"])
 def test_conv_trains_and_scores_images(storage, tmp_path):
+    require_chromium()
     images = blobs(400)
     ids = [f"i{i}" for i in range(400)]
     if storage == "nested":
@@ -137,6 +139,11 @@ def test_conv_trains_and_scores_images(storage, tmp_path):
     assert feature.shape == ((8, 8) if storage == "nested" else (8, 8, 1))
     assert artifact.metadata.normalization.method == "minmax"
     assert artifact.metadata.hyperparameters["loss"] == "auto"
+    # The training report draws the article's three rows: originals, latents, reconstructions.
+    page = render_report(f"{artifact.path}/report.html")
+    assert page.problems() == [], page.problems()
+    assert "Originals, latent vectors and reconstructions" in page.text
+    assert page.images == 4  # loss, error histogram, latent space, images
 
     # Score normal images, noise images and rows of the wrong shape.
     noise = np.random.default_rng(1).uniform(0, 255, (10, 8, 8)).astype(np.float32)
