@@ -7,6 +7,7 @@ Layout of a model directory::
       <version>/
         model.keras          the Keras autoencoder (loaded with safe_mode=True)
         metadata.json        features, normalization, threshold, history, versions
+        report.html          the training report (written by the training pipeline)
         rejected/            rows the training run rejected, with reasons
 
 ``write_artifact`` writes ``model.keras``, then ``metadata.json``, loads the

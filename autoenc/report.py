@@ -78,7 +78,7 @@ def collect_sample(chunks, scorer, *, autoencoder=None, with_labels: bool = Fals
             from autoenc.models import scoring_model
 
             x = scorer.normalizer.transform(features[:IMAGE_ROWS]).astype(np.float32)
-            z, reconstruction = scoring_model(autoencoder)(x, training=False)
+            z, reconstruction = scoring_model(autoencoder)([x], training=False)
             images = (x, np.asarray(z), np.asarray(reconstruction).reshape(len(x), -1))
         order = np.argsort(-scores.reconstruction_error)[:TOP_ROWS]
         for i in order:

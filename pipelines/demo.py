@@ -6,9 +6,12 @@ Writes under ``--workdir``:
   ``X = [Z^2, Z^3, sin Z, exp Z]`` (columns ``id``, ``z``, ``x1``..``x4``);
 * ``data/score.parquet``: 1,000 new rows from the same curve, 20 planted
   anomalies (each feature in its normal range, but off the curve) and 5 rows
-  with a null, NaN or infinite value;
-* ``model/``: the model directory (``autoenc train``, latent dimension 1);
-* ``output/``: the scoring output (``autoenc score``).
+  with a null, NaN or infinite value; column ``planted`` labels the planted rows;
+* ``model/``: the model directory (``autoenc train``, latent dimension 1, with
+  its ``report.html``);
+* ``output/``: the scoring output (``autoenc score``);
+* ``evaluation/``: the model beside PCA and IsolationForest on the labeled
+  scoring rows (``autoenc evaluate``), with ``report.html``.
 
 Example:
     autoenc demo --workdir autoenc-demo
@@ -26,7 +29,8 @@ import pyarrow.parquet as pq
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from autoenc.datasets import FEATURES, article_table, planted_anomalies
-from pipelines import score, train
+from autoenc.evaluation import format_table
+from pipelines import evaluate, score, train
 from pipelines.options import check_known_args
 
 
@@ -65,7 +69,8 @@ def write_data(workdir: str) -> tuple[str, str]:
     to_score = pa.concat_tables(
         [article_table(1_000, seed=1, id_prefix="new"), planted_anomalies(20), _bad_rows()]
     )
-    pq.write_table(to_score, score_path)
+    planted = pa.array([False] * 1_000 + [True] * 20 + [False] * 5)
+    pq.write_table(to_score.append_column("planted", planted), score_path)
     return train_path, score_path
 
 
@@ -96,6 +101,17 @@ def run(argv=None, save_main_session=True):
         [f"--input={score_path}", f"--model_dir={model_dir}", f"--output={output}"] + rest,
         save_main_session=save_main_session,
     )
+    evaluation_dir = os.path.join(opt.workdir, "evaluation")
+    evaluation = evaluate.run(
+        [
+            f"--input={score_path}",
+            f"--model_dir={model_dir}",
+            f"--output={evaluation_dir}",
+            "--label_column=planted",
+        ]
+        + rest,
+        save_main_session=save_main_session,
+    )
     scores = pq.read_table(os.path.join(output, "scores"))
     flagged = scores.filter(scores["is_anomaly"])
     planted = pc.starts_with(scores["id"], "anomaly-")
@@ -103,7 +119,8 @@ def run(argv=None, save_main_session=True):
     false_alarms = len(flagged) - caught
     top = scores.sort_by([("reconstruction_error", "descending")]).slice(0, 5)
     print("\nautoenc demo: done.")
-    print(f"  model:    {summary['model']['dir']}/{summary['model']['version']}")
+    version_dir = f"{summary['model']['dir']}/{summary['model']['version']}"
+    print(f"  model:    {version_dir}  (report: {version_dir}/report.html)")
     print(f"  scores:   {output}/scores/  rejected: {output}/rejected/  summary: {output}/summary.json")
     c = summary["counts"]
     print(
@@ -118,6 +135,8 @@ def run(argv=None, save_main_session=True):
     print("  rejected rows:")
     for row in rejected.select(["id", "reason"]).to_pylist():
         print(f"    {row['id']:>14}  {row['reason']}")
+    print(f"  evaluation against the planted labels: {evaluation_dir}/report.html")
+    print("    " + format_table(evaluation["methods"]).replace("\n", "\n    "))
     summary["planted_caught"] = caught
     summary["false_alarms"] = false_alarms
     summary["median_error"] = float(np.median(scores["reconstruction_error"].to_numpy()))

@@ -180,15 +180,15 @@ class TrainOptions(PipelineOptions):
             default=None,
             help="Expected share of anomalies: the threshold is the (1 - contamination) "
             f"quantile of validation errors. train: default {DEFAULTS.contamination}. "
-            "score: overrides the model's threshold with that quantile of its stored "
-            "validation errors.",
+            "score and evaluate: override the model's threshold with that quantile of its "
+            "stored validation errors.",
         )
         parser.add_argument(
             "--threshold",
             type=float,
             default=None,
             help="A fixed anomaly threshold on reconstruction_error (instead of "
-            "--contamination). score: overrides the model's threshold.",
+            "--contamination). score and evaluate: override the model's threshold.",
         )
         parser.add_argument(
             "--label_column",
@@ -241,7 +241,8 @@ class ScoreOptions(PipelineOptions):
             "--output",
             type=str,
             default=None,
-            help="Output directory: scores/, rejected/ and summary.json are written there.",
+            help="Output directory. score writes scores/, rejected/ and summary.json there; "
+            "evaluate writes evaluation.json, report.html and rejected/.",
         )
         parser.add_argument(
             "--model_version",

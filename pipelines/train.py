@@ -273,7 +273,7 @@ def run(argv=None, save_main_session=True):
         f"autoenc train: wrote model version {version} to {artifact.path} in "
         f"{time.time() - started:.1f} s: best epoch {result.best_epoch} of {len(result.loss)}, "
         f"validation loss {min(result.val_loss):.6g}, threshold {threshold:.6g} "
-        f"({threshold_method['method']})",
+        f"({threshold_method['method']}).\n  report: {artifacts.join(artifact.path, REPORT_FILE)}",
         file=sys.stderr,
     )
     return artifact
