@@ -230,6 +230,26 @@ def images_figure(images: tuple, shape: tuple[int, ...]) -> str:
     return _png(fig)
 
 
+def top_images_figure(top: list, shape: tuple[int, ...]) -> str:
+    """The highest-error rows' images, titled with their errors."""
+    m = len(top)
+    fig = _figure(1.3 * m + 0.5, 1.8)
+    axes = fig.subplots(1, m, squeeze=False)[0]
+    image_shape = shape[:2] if len(shape) >= 2 else (1, shape[0])
+    channels = shape[2] if len(shape) == 3 else 1
+    for ax, row in zip(axes, top, strict=True):
+        picture = np.asarray(row["values"]).reshape(*image_shape, channels)
+        if channels == 1:
+            ax.imshow(picture[..., 0], cmap="gray")
+        else:
+            low, high = picture.min(), picture.max()
+            ax.imshow((picture - low) / (high - low or 1.0))
+        ax.set_title(f"{row['error']:.3g}", fontsize=8)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    return _png(fig)
+
+
 def curves_figure(labels: np.ndarray, scores: dict) -> str:
     from sklearn.metrics import precision_recall_curve, roc_curve
 
@@ -372,6 +392,10 @@ def render(
                 line += [_fmt(float(row["values"][offsets[j]])) for j in range(min(8, len(feature_names)))]
             rows.append(line)
         parts.append(_table(header, rows, text_columns=(3, 4) if sample.labels is not None else (3,)))
+        if shape:
+            parts.append(
+                f"<img src='{top_images_figure(sample.top, shape)}' alt='the highest-error rows as images'>"
+            )
     parts.append("</body></html>")
     return "\n".join(parts)
 

@@ -143,7 +143,8 @@ def test_conv_trains_and_scores_images(storage, tmp_path):
     page = render_report(f"{artifact.path}/report.html")
     assert page.problems() == [], page.problems()
     assert "Originals, latent vectors and reconstructions" in page.text
-    assert page.images == 4  # loss, error histogram, latent space, images
+    # loss, error histogram, latent space, originals/latents/reconstructions, highest-error images
+    assert page.images == 5
 
     # Score normal images, noise images and rows of the wrong shape.
     noise = np.random.default_rng(1).uniform(0, 255, (10, 8, 8)).astype(np.float32)
