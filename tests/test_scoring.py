@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 
+from autoenc import scoring
 from autoenc.errors import ConfigError
 from autoenc.models import build_dense, scoring_model
 from autoenc.preprocessing import Normalizer
@@ -46,3 +47,32 @@ def test_scorer_handles_an_empty_batch():
     scorer = Scorer(build_dense(2, latent_dim=1, hidden_units=(4,)), Normalizer(np.zeros(2), np.ones(2)), 1.0)
     scores = scorer.score(np.empty((0, 2)))
     assert scores.latent.shape == (0, 1) and scores.reconstruction_error.shape == (0,)
+
+
+def test_best_f1_threshold_weighs_sampled_normal_rows():
+    rng = np.random.default_rng(0)
+    normal = rng.normal(0.0, 1.0, 200)
+    anomalous = rng.normal(2.5, 1.0, 50)
+    alone = scoring.threshold_best_f1(normal, anomalous)
+    # The same normal rows standing for 10x as many: false positives cost more,
+    # so the threshold moves up and flags fewer normal rows.
+    weighted = scoring.threshold_best_f1(normal, anomalous, normal_weight=10.0)
+    assert weighted > alone
+    rates = scoring.flag_rates(normal, anomalous, weighted, normal_weight=10.0)
+    assert rates["fpr"] < scoring.flag_rates(normal, anomalous, alone)["fpr"]
+    assert rates["normal_rows"] == 200 and rates["anomalous_rows"] == 50
+    # No candidate threshold has a better F1 than the one chosen.
+    best = scoring.flag_rates(normal, anomalous, alone)["f1"]
+    for t in np.linspace(-3, 6, 200):
+        assert (scoring.flag_rates(normal, anomalous, t)["f1"] or 0.0) <= best + 1e-12
+
+
+def test_target_fpr_threshold_never_exceeds_the_rate():
+    errors = np.random.default_rng(1).exponential(1.0, 333)
+    for fpr in (0.0, 0.01, 0.05, 0.1, 0.5):
+        t = scoring.threshold_for_fpr(errors, fpr)
+        assert (errors > t).mean() <= fpr
+        # and it is the lowest such error: one step lower would exceed it
+        lower = np.sort(errors)[np.sort(errors) < t]
+        if len(lower):
+            assert (errors > lower[-1]).mean() > fpr
