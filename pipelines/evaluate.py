@@ -37,7 +37,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from autoenc import artifact as artifacts
 from autoenc import report
-from autoenc.errors import ConfigError
+from autoenc.errors import ConfigError, InputError
 from autoenc.evaluation import IsolationForestBaseline, PCABaseline, compare, format_table
 from autoenc.schema import check_compatible, check_label_column
 from autoenc.training import encode_chunk, read_staged
@@ -111,7 +111,13 @@ def run(argv=None, save_main_session=True) -> dict:
     check_compatible(spec, schema, source=files[0], model=artifact.path)
     check_label_column(schema, label, source=files[0])
     train_pattern = opt.train_input or meta.input["pattern"]
-    train_fmt, train_files, train_schema = io.resolve_input(train_pattern, meta.input.get("format"))
+    try:
+        train_fmt, train_files, train_schema = io.resolve_input(train_pattern, meta.input.get("format"))
+    except InputError as e:
+        raise InputError(
+            f"Cannot read the model's training data for the baselines: {e} Pass --train_input "
+            "with the data the model was trained on."
+        ) from e
     check_compatible(spec, train_schema, source=train_files[0], model=artifact.path)
     train_label = meta.input.get("label_column")
     if train_label and train_label not in train_schema.names:

@@ -160,6 +160,11 @@ def test_evaluate_needs_labels(tiny_model_dir, article_parquet, tmp_path):
     common = [f"--input={normal_only}", f"--model_dir={tiny_model_dir}", f"--output={tmp_path / 'out'}"]
     with pytest.raises(ConfigError, match="rows labeled normal and anomalous"):
         evaluate.run([*common, "--label_column=label"], save_main_session=False)
+    with pytest.raises(InputError, match="Cannot read the model's training data .* Pass --train_input"):
+        evaluate.run(
+            [*common, "--label_column=label", f"--train_input={tmp_path / 'gone' / '*.parquet'}"],
+            save_main_session=False,
+        )
     with pytest.raises(ConfigError, match="--label_column is an option of 'autoenc train'"):
         score.run([*common, "--label_column=label"], save_main_session=False)
 
