@@ -52,6 +52,7 @@ from pipelines.options import (
     require,
 )
 from pipelines.score import resolve_threshold
+from pipelines.train import split_rows
 
 _log = logging.getLogger(__name__)
 STAGING = ".staging"
@@ -66,13 +67,11 @@ def _labeled_chunk(valid) -> bytes:
 
 
 def _training_sample(valid, *, seed: int, fraction: float, sample: float):
-    """The model's training rows among ``valid`` (the same split as training: not
-    labeled anomalous, not validation), sampled deterministically by file and
-    row number when ``sample`` < 1."""
-    features, rows = valid.features, valid.rows
-    if valid.labels is not None:
-        features, rows = features[~valid.labels], rows[~valid.labels]
-    keep = ~validation_mask(valid.source, rows, seed=seed, fraction=fraction)
+    """The model's training rows among ``valid`` (``split_rows``, as training
+    split them), sampled deterministically by file and row number when
+    ``sample`` < 1."""
+    _, features, to_validation, rows = split_rows(valid, seed=seed, fraction=fraction)
+    keep = ~to_validation
     if sample < 1:
         keep &= validation_mask(valid.source, rows, seed=seed + SAMPLE_SEED, fraction=sample)
     if keep.any():
@@ -194,18 +193,24 @@ def run(argv=None, save_main_session=True) -> dict:
     del fit_rows
     sizes = [f.size for f in spec.features]
     shape = report.image_shape(spec, meta.model_kind)
+    baselines = {"pca": [], "isolation_forest": []}
+
+    def eval_chunks():
+        # One pass over the staged rows: the baselines score each chunk as the
+        # report's sample takes it.
+        for chunk in read_staged(eval_files, spec.width + 1):
+            baselines["pca"].append(pca.score(chunk[:, :-1]))
+            baselines["isolation_forest"].append(forest.score(chunk[:, :-1]))
+            yield chunk
+
     sample = report.collect_sample(
-        read_staged(eval_files, spec.width + 1),
+        eval_chunks(),
         artifact.scorer(threshold, top_k=min(3, len(sizes))),
         autoencoder=artifact.model if shape else None,
         with_labels=True,
     )
     labels = sample.labels if sample.labels is not None else np.zeros(0, bool)
     columns = {"autoenc": sample.errors}
-    baselines = {"pca": [], "isolation_forest": []}
-    for chunk in read_staged(eval_files, spec.width + 1):
-        baselines["pca"].append(pca.score(chunk[:, :-1]))
-        baselines["isolation_forest"].append(forest.score(chunk[:, :-1]))
     for name, parts in baselines.items():
         columns[name] = np.concatenate(parts) if parts else np.zeros(0)
     results = compare(labels, columns, threshold=threshold, k=opt.precision_at_k)

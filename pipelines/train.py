@@ -57,17 +57,23 @@ RUN_INFO = ".stage1.json"
 REPORT_FILE = "report.html"
 
 
-def _split(valid, *, seed: int, fraction: float):
-    """ValidRows -> ('train' | 'validation' | 'anomalies', rows): rows labeled
-    anomalous (with a label column) go to 'anomalies', never to training; the
-    others are split deterministically."""
+def split_rows(valid, *, seed: int, fraction: float):
+    """The training split of ``ValidRows``: (rows labeled anomalous, the other
+    rows, bool per other row: True for validation). Rows labeled anomalous
+    never train; the others are split by ``validation_mask``."""
     features, rows = valid.features, valid.rows
+    anomalous = features[:0]
     if valid.labels is not None and valid.labels.any():
-        yield beam.pvalue.TaggedOutput("anomalies", features[valid.labels])
+        anomalous = features[valid.labels]
         features, rows = features[~valid.labels], rows[~valid.labels]
-        if len(rows) == 0:
-            return
-    to_validation = validation_mask(valid.source, rows, seed=seed, fraction=fraction)
+    return anomalous, features, validation_mask(valid.source, rows, seed=seed, fraction=fraction), rows
+
+
+def _split(valid, *, seed: int, fraction: float):
+    """ValidRows -> ('train' | 'validation' | 'anomalies', rows) by ``split_rows``."""
+    anomalous, features, to_validation, _ = split_rows(valid, seed=seed, fraction=fraction)
+    if len(anomalous):
+        yield beam.pvalue.TaggedOutput("anomalies", anomalous)
     if to_validation.any():
         yield beam.pvalue.TaggedOutput("validation", features[to_validation])
     if not to_validation.all():
