@@ -72,6 +72,11 @@ class TrainingConfig:
             stalls for ``max(2, patience // 3)`` epochs.
         patience: epochs without validation improvement before stopping; the
             best weights are restored.
+        min_improvement: the relative fall in validation loss that counts as
+            an improvement for ``patience``: the count restarts only when the
+            loss falls below ``(1 - min_improvement)`` times the loss at the
+            last restart. Smaller falls still update the best weights, but do
+            not keep a fit crawling at the learning-rate floor running.
         validation_fraction: share of rows held out for early stopping and the
             threshold.
         contamination: expected share of anomalies; the threshold is the
@@ -104,6 +109,7 @@ class TrainingConfig:
     batch_size: int = 128
     learning_rate: float = 1e-3
     patience: int = 20
+    min_improvement: float = 1e-4
     validation_fraction: float = 0.2
     contamination: float = 0.01
     seed: int = 0
@@ -126,6 +132,7 @@ class TrainingConfig:
             (self.batch_size >= 1, "batch_size", ">= 1"),
             (self.learning_rate > 0 and math.isfinite(self.learning_rate), "learning_rate", "> 0"),
             (self.patience >= 0, "patience", ">= 0"),
+            (0 <= self.min_improvement < 1, "min_improvement", "in [0, 1)"),
             (0 < self.validation_fraction < 1, "validation_fraction", "in (0, 1)"),
             (0 <= self.contamination < 1, "contamination", "in [0, 1)"),
             (self.shuffle_buffer >= 1, "shuffle_buffer", ">= 1"),
@@ -341,9 +348,7 @@ def fit(
         return _fit_pca(config, n_features, shape, train_ds, val_ds)
     model, warmup, start = _best_start(config, n_features, shape, train_ds, val_ds, n_train, n_val, verbose)
     callbacks = [
-        keras.callbacks.EarlyStopping(
-            monitor="val_loss", patience=config.patience, restore_best_weights=True
-        ),
+        early_stopping(config.patience, config.min_improvement),
         keras.callbacks.ReduceLROnPlateau(
             monitor="val_loss", factor=0.5, patience=max(2, config.patience // 3), min_lr=1e-6
         ),
@@ -369,6 +374,49 @@ def fit(
         start=start,
         epoch_seconds=timer.seconds,
     )
+
+
+def early_stopping(patience: int, min_improvement: float):
+    """A Keras callback: stop after ``patience`` epochs without a relative fall
+    of ``min_improvement`` in validation loss; restore the best weights seen.
+
+    Keras's own ``EarlyStopping`` takes an absolute ``min_delta``, which suits no
+    single scale of loss, and with one set it keeps the weights of the last
+    counted improvement rather than the best.
+    """
+    import keras
+
+    class EarlyStop(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            self.best = math.inf
+            self.best_weights = None
+            self.reference = math.inf
+            self.wait = 0
+            self.stopped_epoch = None
+
+        def on_epoch_end(self, epoch, logs=None):
+            loss = float((logs or {}).get("val_loss", math.nan))
+            if math.isnan(loss):  # diverged: stop now, keep the best weights
+                self.stopped_epoch = epoch + 1
+                self.model.stop_training = True
+                return
+            if loss < self.best:
+                self.best = loss
+                self.best_weights = self.model.get_weights()
+            if self.reference == math.inf or loss < self.reference * (1.0 - min_improvement):
+                self.reference = loss
+                self.wait = 0
+                return
+            self.wait += 1
+            if self.wait >= patience:
+                self.stopped_epoch = epoch + 1
+                self.model.stop_training = True
+
+        def on_train_end(self, logs=None):
+            if self.best_weights is not None:
+                self.model.set_weights(self.best_weights)
+
+    return EarlyStop()
 
 
 def epoch_timer():

@@ -168,6 +168,14 @@ class TrainOptions(PipelineOptions):
             f"(best weights kept). Default: {DEFAULTS.patience}.",
         )
         parser.add_argument(
+            "--min_improvement",
+            type=float,
+            default=DEFAULTS.min_improvement,
+            help="Relative fall in validation loss that counts as an improvement for "
+            "--patience (smaller falls still keep the better weights). "
+            f"Default: {DEFAULTS.min_improvement}.",
+        )
+        parser.add_argument(
             "--validation_fraction",
             type=float,
             default=DEFAULTS.validation_fraction,

@@ -146,6 +146,7 @@ def run(argv=None, save_main_session=True):
         batch_size=opt.batch_size,
         learning_rate=opt.learning_rate,
         patience=opt.patience,
+        min_improvement=opt.min_improvement,
         validation_fraction=opt.validation_fraction,
         contamination=DEFAULTS.contamination if opt.contamination is None else opt.contamination,
         seed=opt.seed,

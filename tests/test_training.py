@@ -45,11 +45,53 @@ def stage(tmp_path, name, x, chunk=37):
         ({"n_init": 0}, "n_init"),
         ({"contamination": 1.0}, "contamination"),
         ({"init": "pca"}, "init"),
+        ({"min_improvement": 1.0}, "min_improvement"),
     ],
 )
 def test_config_rejects_out_of_range_values(kwargs, name):
     with pytest.raises(ConfigError, match=f"{name} must be .* Received: {name}="):
         TrainingConfig(**kwargs)
+
+
+class _Weights:
+    """Stands in for a model: its weights are the epoch they were read at."""
+
+    def __init__(self):
+        self.epoch, self.restored, self.stop_training = None, None, False
+
+    def get_weights(self):
+        return self.epoch
+
+    def set_weights(self, weights):
+        self.restored = weights
+
+
+def run_early_stopping(losses, patience, min_improvement):
+    """Feeds ``losses`` to the callback; (epochs run, epoch whose weights were restored)."""
+    callback = training.early_stopping(patience, min_improvement)
+    model = _Weights()
+    callback.set_model(model)
+    callback.on_train_begin()
+    for epoch, loss in enumerate(losses):
+        model.epoch = epoch
+        callback.on_epoch_end(epoch, {"val_loss": loss})
+        if model.stop_training:
+            break
+    callback.on_train_end()
+    return epoch + 1, model.restored
+
+
+def test_early_stopping_ignores_crawling_but_keeps_the_best_weights():
+    crawl = [1.0, 0.5] + [0.5 * (1 - 1e-6 * k) for k in range(1, 30)]
+    # Falls of a millionth do not restart the count: stops 3 epochs after 0.5 ...
+    ran, best = run_early_stopping(crawl, patience=3, min_improvement=1e-4)
+    assert ran == 5
+    assert best == 4  # ... with the weights of the lowest loss seen, not of epoch 1
+    # Counted as improvements (Keras's behaviour without min_delta), they run on.
+    assert run_early_stopping(crawl, patience=3, min_improvement=0.0) == (len(crawl), len(crawl) - 1)
+    # A real fall restarts the count; a rise does not; NaN stops at once.
+    assert run_early_stopping([1.0, 1.1, 0.9, 1.0, 1.0, 0.95, 0.2], 3, 1e-4) == (6, 2)
+    assert run_early_stopping([1.0, 0.8, float("nan"), 0.1], 3, 1e-4) == (3, 1)
 
 
 def test_default_latent_dim_grows_with_the_features():
