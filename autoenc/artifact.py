@@ -6,7 +6,8 @@ Layout of a model directory::
       LATEST                 the name of the newest complete version (one line)
       <version>/
         model.keras          the Keras autoencoder (loaded with safe_mode=True)
-        metadata.json        features, normalization, threshold, history, versions
+        metadata.json        features, normalization, threshold, latent distribution,
+                             history, versions
         report.html          the training report (written by the training pipeline)
         rejected/            rows the training run rejected, with reasons
 
@@ -66,6 +67,9 @@ class ArtifactMetadata:
         input: where the training data came from (``pattern``, ``format``).
         library_versions: versions of autoenc and its dependencies.
         created_at: ISO 8601 UTC time of creation.
+        latent_distribution: the validation rows' latent mean and precision
+            (``autoenc.scoring.LatentDistribution``), for ``latent_distance``;
+            ``None`` in artifacts written before it existed.
         format_version: version of this metadata layout.
     """
 
@@ -82,6 +86,7 @@ class ArtifactMetadata:
     input: dict
     library_versions: dict
     created_at: str
+    latent_distribution: Any = None
     format_version: int = FORMAT_VERSION
 
     def to_json(self) -> str:
@@ -101,6 +106,11 @@ class ArtifactMetadata:
             },
             "threshold": {"value": self.threshold, **self.threshold_method},
             "validation_error_quantiles": self.validation_error_quantiles,
+            **(
+                {"latent_distribution": self.latent_distribution.to_dict()}
+                if self.latent_distribution is not None
+                else {}
+            ),
             "history": self.history,
             "rows": self.rows,
             "input": self.input,
@@ -167,6 +177,7 @@ class ArtifactMetadata:
             check.fail("model.latent_dim", "a positive integer", latent_dim)
         return cls(
             spec=spec,
+            latent_distribution=_latent_distribution(check, d, latent_dim),
             model_kind=_model_kind(check, model),
             hyperparameters=check.get(model, "hyperparameters", dict, where="model."),
             latent_dim=latent_dim,
@@ -253,6 +264,7 @@ class ModelArtifact:
             feature_sizes=[f.size for f in self.metadata.spec.features],
             top_k=top_k,
             error_map=error_map,
+            latent_distribution=self.metadata.latent_distribution,
         )
 
 
@@ -411,6 +423,32 @@ def _load_keras(model_path: str):
         local = os.path.join(tmp, MODEL_FILE)
         _gfile().copy(model_path, local)
         return keras.saving.load_model(local, compile=False, safe_mode=True)
+
+
+def _latent_distribution(check, d: dict, latent_dim: int):
+    """The optional ``latent_distribution`` field, checked; ``None`` when absent."""
+    from autoenc.scoring import LatentDistribution
+
+    if "latent_distribution" not in d:
+        return None
+    field = check.get(d, "latent_distribution", dict)
+    rows = check.get(field, "rows", int, where="latent_distribution.")
+    arrays = {}
+    for name, shape in (("mean", (latent_dim,)), ("precision", (latent_dim, latent_dim))):
+        value = check.get(field, name, list, where="latent_distribution.")
+        try:
+            array = np.asarray(value, dtype=np.float64)
+        except (TypeError, ValueError):
+            array = None
+        if array is None or array.shape != shape or not np.isfinite(array).all():
+            wanted = (
+                f"{latent_dim} finite numbers"
+                if len(shape) == 1
+                else f"{latent_dim} x {latent_dim} finite numbers"
+            )
+            check.fail(f"latent_distribution.{name}", wanted, value)
+        arrays[name] = array
+    return LatentDistribution(mean=arrays["mean"], precision=arrays["precision"], rows=rows)
 
 
 def _model_kind(check, model: dict) -> str:

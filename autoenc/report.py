@@ -43,6 +43,8 @@ class Sample:
             ``values`` (raw features), ``top`` [(feature index, share)], ``label``.
         images: for an image feature, (originals, latents, reconstructions) of
             the first ``IMAGE_ROWS`` rows in normalized units, else ``None``.
+        latent_distances: every row's latent distance, or ``None`` when the
+            scorer has no latent distribution.
     """
 
     errors: np.ndarray
@@ -50,6 +52,7 @@ class Sample:
     latent: np.ndarray
     top: list
     images: tuple | None = None
+    latent_distances: np.ndarray | None = None
 
 
 def collect_sample(chunks, scorer, *, autoencoder=None, with_labels: bool = False) -> Sample:
@@ -62,13 +65,15 @@ def collect_sample(chunks, scorer, *, autoencoder=None, with_labels: bool = Fals
         autoencoder: the Keras model, for reconstructed images; ``None`` for no images.
         with_labels: the chunks carry a label column.
     """
-    errors, labels, latent, top = [], [], [], []
+    errors, labels, latent, top, distances = [], [], [], [], []
     images = None
     kept = 0
     for chunk in chunks:
         features = chunk[:, :-1] if with_labels else chunk
         scores = scorer.score(features)
         errors.append(scores.reconstruction_error)
+        if scores.latent_distance is not None:
+            distances.append(scores.latent_distance)
         if with_labels:
             labels.append(chunk[:, -1] > 0.5)
         if kept < MAX_POINTS:
@@ -102,6 +107,7 @@ def collect_sample(chunks, scorer, *, autoencoder=None, with_labels: bool = Fals
         latent=np.concatenate(latent) if latent else np.zeros((0, 0), np.float32),
         top=top,
         images=images,
+        latent_distances=np.concatenate(distances) if distances else None,
     )
 
 

@@ -1,7 +1,13 @@
 """Scoring: latent vectors, reconstruction errors, thresholds, anomaly flags.
 
-Direction: ``reconstruction_error`` is higher for more anomalous rows
-(scikit-learn's ``score_samples`` points the other way; PyOD agrees with us).
+Direction: ``reconstruction_error`` and ``latent_distance`` are higher for more
+anomalous rows (scikit-learn's ``score_samples`` points the other way; PyOD
+agrees with us).
+
+The two measure different things, like the SPE (Q) and Hotelling T² statistics
+of PCA process monitoring: the reconstruction error is how far a row lies off
+what the model learned, the latent distance how far out along it (a row of
+normal shape but extreme size reconstructs well and lies far out).
 
 Example:
     >>> import numpy as np
@@ -45,6 +51,9 @@ class Scores:
             features add up to 1; 0 for a row reconstructed exactly).
         error_map: float32 [n, n_values], each value's squared error in
             normalized units, or ``None``.
+        latent_distance: float64 [n], the Mahalanobis distance of the latent
+            vector from the validation rows' latent vectors (``None`` when the
+            scorer has no ``LatentDistribution``).
     """
 
     latent: np.ndarray
@@ -54,6 +63,56 @@ class Scores:
     top_features: np.ndarray | None = None
     top_shares: np.ndarray | None = None
     error_map: np.ndarray | None = None
+    latent_distance: np.ndarray | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class LatentDistribution:
+    """Where the latent vectors of normal rows lie: their mean and the inverse
+    of their covariance, for the Mahalanobis distance of new rows' latents.
+
+    Attributes:
+        mean: float64 [latent_dim].
+        precision: float64 [latent_dim, latent_dim], the pseudo-inverse of the
+            covariance (directions the rows do not vary in count for nothing).
+        rows: how many rows the moments came from.
+
+    Example:
+        >>> z = np.random.default_rng(0).normal(size=(10_000, 2)) * [1.0, 10.0]
+        >>> dist = LatentDistribution.from_moments(*latent_moments(z))
+        >>> dist.distance(np.array([[3.0, 0.0], [0.0, 30.0]])).round(1).tolist()
+        [3.0, 3.0]
+    """
+
+    mean: np.ndarray
+    precision: np.ndarray
+    rows: int
+
+    @classmethod
+    def from_moments(cls, rows: int, total: np.ndarray, outer: np.ndarray) -> LatentDistribution:
+        """From ``latent_moments`` (summed over batches)."""
+        if rows < 2:
+            raise ConfigError(f"The latent distribution needs at least 2 rows. Received: {rows}")
+        mean = total / rows
+        covariance = (outer - rows * np.outer(mean, mean)) / (rows - 1)
+        covariance = (covariance + covariance.T) / 2
+        precision = np.linalg.pinv(covariance, rcond=1e-9, hermitian=True)
+        return cls(mean=mean, precision=precision, rows=int(rows))
+
+    def distance(self, latent: np.ndarray) -> np.ndarray:
+        """Mahalanobis distances of latent vectors [n, latent_dim], float64."""
+        d = np.asarray(latent, dtype=np.float64) - self.mean
+        return np.sqrt(np.maximum(np.einsum("ij,jk,ik->i", d, self.precision, d), 0.0))
+
+    def to_dict(self) -> dict:
+        return {"rows": self.rows, "mean": self.mean.tolist(), "precision": self.precision.tolist()}
+
+
+def latent_moments(latent: np.ndarray) -> tuple[int, np.ndarray, np.ndarray]:
+    """(rows, sum, sum of outer products) of latent vectors, float64, to be
+    added up over batches and passed to ``LatentDistribution.from_moments``."""
+    z = np.asarray(latent, dtype=np.float64)
+    return len(z), z.sum(axis=0), z.T @ z
 
 
 def reconstruction_error(x: np.ndarray, reconstruction: np.ndarray) -> np.ndarray:
@@ -292,12 +351,14 @@ def top_features_column(index: np.ndarray, shares: np.ndarray, names) -> pa.List
     return pa.ListArray.from_arrays(pa.array(np.arange(0, (n + 1) * k, k, dtype=np.int32)), items)
 
 
-def score_fields(*, top_k: int = 0, error_map: bool = False) -> list[pa.Field]:
+def score_fields(*, top_k: int = 0, error_map: bool = False, latent_distance: bool = True) -> list[pa.Field]:
     """The score columns' fields, in output order (``top_features`` only when
-    ``top_k``, ``error_map`` only when asked for)."""
+    ``top_k``, ``error_map`` only when asked for, ``latent_distance`` unless the
+    model has no latent distribution)."""
     return (
-        [
-            pa.field("latent", pa.list_(pa.float32())),
+        [pa.field("latent", pa.list_(pa.float32()))]
+        + ([pa.field("latent_distance", pa.float64())] if latent_distance else [])
+        + [
             pa.field("reconstruction_error", pa.float64()),
             pa.field("anomaly_score", pa.float64()),
             pa.field("is_anomaly", pa.bool_()),
@@ -309,9 +370,12 @@ def score_fields(*, top_k: int = 0, error_map: bool = False) -> list[pa.Field]:
 
 def score_columns(scores: Scores, feature_names) -> list[pa.Array]:
     """``scores`` as the columns of ``score_fields`` (from a scorer with
-    validation quantiles; ``top_features`` and ``error_map`` when it made them)."""
-    columns = [
-        list_column(scores.latent),
+    validation quantiles; ``latent_distance``, ``top_features`` and ``error_map``
+    when it made them)."""
+    columns = [list_column(scores.latent)]
+    if scores.latent_distance is not None:
+        columns.append(pa.array(scores.latent_distance))
+    columns += [
         pa.array(scores.reconstruction_error),
         pa.array(scores.anomaly_score),
         pa.array(scores.is_anomaly),
@@ -338,6 +402,8 @@ class Scorer:
             return (0: none).
         error_map: also return each value's squared error (for image and
             sequence features: a per-pixel or per-step map).
+        latent_distribution: a ``LatentDistribution``, to return each row's
+            ``latent_distance``; ``None`` for none.
 
     Example:
         >>> from autoenc.models import build_dense
@@ -357,6 +423,7 @@ class Scorer:
         feature_sizes=None,
         top_k: int = 0,
         error_map: bool = False,
+        latent_distribution: LatentDistribution | None = None,
     ):
         import tensorflow as tf
 
@@ -378,6 +445,10 @@ class Scorer:
             matrix[np.arange(width), np.repeat(np.arange(len(sizes)), sizes)] = 1.0
             to_features = tf.constant(matrix)
         top_k = self.top_k
+        self.latent_distribution = latent_distribution
+        if latent_distribution is not None:
+            latent_mean = tf.constant(latent_distribution.mean, tf.float64)
+            precision = tf.constant(latent_distribution.precision, tf.float64)
 
         def predict(x):
             latent, reconstruction = model(x, training=False)
@@ -392,6 +463,10 @@ class Scorer:
                 out["top_share"], out["top_index"] = tf.math.top_k(share, k=top_k)
             if error_map:
                 out["error_map"] = diff * diff
+            if latent_distribution is not None:
+                d = tf.cast(latent, tf.float64) - latent_mean
+                squared = tf.reduce_sum(tf.matmul(d, precision) * d, axis=1)
+                out["latent_distance"] = tf.sqrt(tf.maximum(squared, 0.0))
             return out
 
         # One trace for every batch size: the row dimension is left unknown.
@@ -421,4 +496,5 @@ class Scorer:
             top_features=out.get("top_index"),
             top_shares=out.get("top_share"),
             error_map=out.get("error_map"),
+            latent_distance=out.get("latent_distance"),
         )

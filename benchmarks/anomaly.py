@@ -24,7 +24,8 @@ The detectors, each with its defaults except a seed:
   pipelines.cli train --seed SEED`` (images: ``--model conv --shape 28,28,1``)
   and ``python -m pipelines.cli score --passthrough`` run as child processes;
   the score is ``reconstruction_error`` read back from ``scores/`` and matched
-  to the test rows by ``id``. autoenc normalizes the features itself.
+  to the test rows by ``id``; the same run's ``latent_distance`` column is a
+  second autoenc row, "autoenc latent distance". autoenc normalizes the features itself.
   ``--autoenc_args`` appends arguments to ``train`` for experiments. Its time
   is the wall time of both child processes (interpreter start and Beam
   pipeline set-up included).
@@ -43,10 +44,11 @@ The detectors, each with its defaults except a seed:
   rows (trees are insensitive to that scaling; done for uniformity); images
   as the flattened values / 255. Score = ``-score_samples(test)``.
 
-Higher scores mean more anomalous for all three. After the table, one line per
-dataset says whether autoenc's ROC-AUC and PR-AUC are at or above PyOD's
-AutoEncoder ("met" or "MISSED"): on breast cancer the medians over the seeds,
-on Fashion-MNIST the means over the classes run. Every figure goes to
+Higher scores mean more anomalous for all of them. After the table, one line
+per dataset says whether autoenc's ROC-AUC and PR-AUC are at or above PyOD's
+AutoEncoder ("met" or "MISSED"), and one more for its latent distance: on
+breast cancer the medians over the seeds, on Fashion-MNIST the means over the
+classes run. Every figure goes to
 ``OUT/anomaly.json``.
 
 PyOD rows need ``pip install -r benchmarks/requirements-pyod.txt`` (PyOD and
@@ -107,7 +109,12 @@ FMNIST_CLASSES = (
     "Ankle boot",
 )
 METHODS = ("autoenc", "pyod_ae", "iforest")
-METHOD_NAMES = {"autoenc": "autoenc", "pyod_ae": "PyOD AutoEncoder", "iforest": "IsolationForest"}
+METHOD_NAMES = {
+    "autoenc": "autoenc",
+    "autoenc_latent": "autoenc latent distance",
+    "pyod_ae": "PyOD AutoEncoder",
+    "iforest": "IsolationForest",
+}
 QUICK_EPOCHS = 5
 
 
@@ -211,8 +218,9 @@ def run_autoenc(work, x_train, x_test, y_test, test_ids, image, seed, epochs, ex
     seconds = time.perf_counter() - started
 
     files = sorted(glob.glob(os.path.join(out_dir, "scores", "*.parquet")))
+    wanted = ["id", "label", "reconstruction_error", "latent_distance"]
     scores = pa.concat_tables(
-        [pq.read_table(f, columns=["id", "label", "reconstruction_error"]) for f in files]
+        [pq.read_table(f, columns=[c for c in wanted if c in pq.read_schema(f).names]) for f in files]
     )
     rejected = sum(
         pq.ParquetFile(f).metadata.num_rows for f in glob.glob(os.path.join(out_dir, "rejected", "*"))
@@ -228,6 +236,8 @@ def run_autoenc(work, x_train, x_test, y_test, test_ids, image, seed, epochs, ex
     assert np.array_equal(label, y_test), "passed-through labels do not match"
     assert np.all(np.isfinite(error)), "non-finite reconstruction errors"
     meta = {}
+    if "latent_distance" in scores.column_names:  # autoenc before it had none
+        meta["latent_distance"] = scores["latent_distance"].to_numpy()[order][position]
     with open(os.path.join(work, "train.log")) as f:
         trained = re.search(r"best epoch (\d+) of (\d+)", f.read())
     if trained:
@@ -319,19 +329,24 @@ def evaluate(methods, work, x_train, x_test, y_test, test_ids, image, seed, args
             print(f"anomaly: {method} failed: {exc}", file=sys.stderr, flush=True)
             result[method] = {"failed": str(exc)[-2000:]}
             continue
-        result[method] = dict(
-            roc_auc=float(roc_auc_score(y_test, score)),
-            pr_auc=float(average_precision_score(y_test, score)),
-            seconds=seconds,
-            **meta,
-        )
-        r = result[method]
-        epochs_note = f" (best epoch {r['best_epoch']} of {r['epochs_run']})" if "epochs_run" in r else ""
-        print(
-            f"  {method}: ROC-AUC {r['roc_auc']:.4f}  PR-AUC {r['pr_auc']:.4f}  {seconds:.1f} s{epochs_note}",
-            file=sys.stderr,
-            flush=True,
-        )
+        # autoenc's score run also gives the latent distance: a second autoenc row.
+        latent = meta.pop("latent_distance", None)
+        for name, values in ((method, score), ("autoenc_latent", latent)):
+            if values is None:
+                continue
+            result[name] = dict(
+                roc_auc=float(roc_auc_score(y_test, values)),
+                pr_auc=float(average_precision_score(y_test, values)),
+                seconds=seconds,
+                **(meta if name == method else {}),
+            )
+            r = result[name]
+            epochs_note = f" (best epoch {r['best_epoch']} of {r['epochs_run']})" if "epochs_run" in r else ""
+            print(
+                f"  {name}: ROC-AUC {r['roc_auc']:.4f}  PR-AUC {r['pr_auc']:.4f}  {seconds:.1f} s{epochs_note}",
+                file=sys.stderr,
+                flush=True,
+            )
     return result
 
 
@@ -385,10 +400,10 @@ def print_table(rows: list[dict], methods) -> None:
             print("  ".join("-" * w for w in widths))
 
 
-def verdict(figures: dict, how: str) -> dict:
-    ours, theirs = figures.get("autoenc"), figures.get("pyod_ae")
+def verdict(figures: dict, how: str, method: str = "autoenc") -> dict:
+    ours, theirs = figures.get(method), figures.get("pyod_ae")
     if ours is None or theirs is None:
-        return {"met": None, "note": "autoenc or PyOD AutoEncoder missing"}
+        return {"met": None, "note": f"{METHOD_NAMES[method]} or PyOD AutoEncoder missing"}
     out = {}
     for key in ("roc_auc", "pr_auc"):
         a, b = ours[key][how], theirs[key][how]
@@ -397,7 +412,7 @@ def verdict(figures: dict, how: str) -> dict:
     return out
 
 
-def _verdict_line(dataset: str, what: str, v: dict) -> str:
+def _verdict_line(dataset: str, what: str, v: dict, method: str = "autoenc") -> str:
     if v.get("met") is None:
         return f"{dataset}: no verdict ({v.get('note', '')})"
     parts = []
@@ -405,7 +420,19 @@ def _verdict_line(dataset: str, what: str, v: dict) -> str:
         r = v[key]
         mark = "met" if r["met"] else "MISSED"
         parts.append(f"{name} {r['autoenc']:.3f} vs {r['pyod_ae']:.3f} {mark}")
-    return f"{dataset} ({what}): autoenc >= PyOD AutoEncoder? " + "; ".join(parts)
+    return f"{dataset} ({what}): {METHOD_NAMES[method]} >= PyOD AutoEncoder? " + "; ".join(parts)
+
+
+def verdicts_of(figures: dict, how: str) -> dict:
+    """``verdict`` of autoenc's reconstruction error, and of its latent distance when measured."""
+    out = {"autoenc": verdict(figures, how)}
+    if figures.get("autoenc_latent"):
+        out["autoenc_latent"] = verdict(figures, how, "autoenc_latent")
+    return out
+
+
+def verdict_lines(dataset: str, what: str, vs: dict) -> list[str]:
+    return [_verdict_line(dataset, what, v, method) for method, v in vs.items()]
 
 
 # ----------------------------------------------------------------------------- main
@@ -461,6 +488,8 @@ def main(argv=None) -> int:
             "(pip install -r benchmarks/requirements-pyod.txt)."
         )
         print(f"anomaly: {notes[-1]}", file=sys.stderr)
+    # The figures shown: the methods run, autoenc's latent distance beside autoenc.
+    shown = [x for m in methods for x in ((m, "autoenc_latent") if m == "autoenc" else (m,))]
 
     out = args.out or tempfile.mkdtemp(prefix="autoenc-anomaly-")
     os.makedirs(out, exist_ok=True)
@@ -502,8 +531,8 @@ def main(argv=None) -> int:
             runs.append(evaluate(methods, work, x_train, x_test, y_test, test_ids, False, seed, args))
             report["datasets"]["breast_cancer"] = {"runs": {str(s): r for s, r in enumerate(runs)}}
             save(partial=True)
-        figures = aggregate(runs, methods, "median")
-        v = verdict(figures, "median")
+        figures = aggregate(runs, shown, "median")
+        v = verdicts_of(figures, "median")
         report["datasets"]["breast_cancer"] = {
             "split": {
                 "train": len(x_train),
@@ -523,7 +552,7 @@ def main(argv=None) -> int:
                 figures=figures,
             )
         )
-        verdicts.append(_verdict_line("breast_cancer", f"median of {args.seeds} seeds", v))
+        verdicts += verdict_lines("breast_cancer", f"median of {args.seeds} seeds", v)
 
     if "fashion_mnist" in datasets:
         missing = [p for p in fmnist_files().values() if not os.path.exists(p)]
@@ -556,7 +585,7 @@ def main(argv=None) -> int:
                     per_class[str(c)] = {"runs": {str(s): r for s, r in enumerate(runs)}}
                     report["datasets"]["fashion_mnist"] = {"classes": per_class}
                     save(partial=True)
-                figures = aggregate(runs, methods, "median")
+                figures = aggregate(runs, shown, "median")
                 per_class[str(c)] = {
                     "name": FMNIST_CLASSES[c],
                     "train": len(x_train),
@@ -581,13 +610,13 @@ def main(argv=None) -> int:
                         k: per_class[str(c)]["median"][m][k]["median"]
                         for k in ("roc_auc", "pr_auc", "seconds")
                     }
-                    for m in methods
+                    for m in shown
                     if per_class[str(c)]["median"].get(m)
                 }
                 for c in classes
             ]
-            mean = aggregate(centers, methods, "mean") if classes else {}
-            v = verdict(mean, "mean") if classes else {"met": None, "note": "no classes"}
+            mean = aggregate(centers, shown, "mean") if classes else {}
+            v = verdicts_of(mean, "mean") if classes else {"autoenc": {"met": None, "note": "no classes"}}
             report["datasets"]["fashion_mnist"] = {
                 "classes": per_class,
                 "mean_over_classes": mean,
@@ -603,12 +632,12 @@ def main(argv=None) -> int:
                         figures=mean,
                     )
                 )
-                verdicts.append(_verdict_line("fashion_mnist", f"mean of {len(classes)} classes", v))
+                verdicts += verdict_lines("fashion_mnist", f"mean of {len(classes)} classes", v)
 
     save(partial=False)
     print()
     if table_rows:
-        print_table(table_rows, methods)
+        print_table(table_rows, [m for m in shown if any(row["figures"].get(m) for row in table_rows)])
     print()
     for line in verdicts:
         print(line)

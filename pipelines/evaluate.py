@@ -11,8 +11,10 @@ model's latent) and scikit-learn's IsolationForest.
 Output under ``--output``:
 
 * ``evaluation.json``: per method ROC-AUC, PR-AUC, precision@k and the confusion
-  matrix at the threshold (the model's; the baselines' flag as many rows), the
-  row counts and the model version;
+  matrix at the threshold (the model's; the others flag as many rows), the
+  row counts and the model version. Methods: ``autoenc`` (the reconstruction
+  error), ``latent_distance`` (the model's latent distance, when the model has
+  a latent distribution), ``pca``, ``isolation_forest``;
 * ``report.html``: a self-contained report (curves, histograms, latent space,
   the highest-scoring rows);
 * ``rejected/``: evaluation rows that failed validation, with reasons.
@@ -211,6 +213,8 @@ def run(argv=None, save_main_session=True) -> dict:
     )
     labels = sample.labels if sample.labels is not None else np.zeros(0, bool)
     columns = {"autoenc": sample.errors}
+    if sample.latent_distances is not None:
+        columns["latent_distance"] = sample.latent_distances
     for name, parts in baselines.items():
         columns[name] = np.concatenate(parts) if parts else np.zeros(0)
     results = compare(labels, columns, threshold=threshold, k=opt.precision_at_k)

@@ -60,9 +60,13 @@ RUN_INFO = ".score-run.json"
 HISTOGRAM = "histogram"
 
 
-def scores_schema(kept: pa.Schema, *, top_k: int = 0, error_map: bool = False) -> pa.Schema:
+def scores_schema(
+    kept: pa.Schema, *, top_k: int = 0, error_map: bool = False, latent_distance: bool = True
+) -> pa.Schema:
     """Schema of ``scores/``: the kept input columns, then the score columns."""
-    return pa.schema(list(kept) + score_fields(top_k=top_k, error_map=error_map))
+    return pa.schema(
+        list(kept) + score_fields(top_k=top_k, error_map=error_map, latent_distance=latent_distance)
+    )
 
 
 class _Loaded:
@@ -188,9 +192,18 @@ def run(argv=None, save_main_session=True) -> dict:
         raise ConfigError(f"--explain_top_k must be >= 0. Received: --explain_top_k={opt.explain_top_k}")
     top_k = min(opt.explain_top_k, spec.n_features)
     out_schema = scores_schema(
-        pa.schema([schema.field(name) for name in keep]), top_k=top_k, error_map=opt.error_map
+        pa.schema([schema.field(name) for name in keep]),
+        top_k=top_k,
+        error_map=opt.error_map,
+        latent_distance=artifact.metadata.latent_distribution is not None,
     )
     print(f"autoenc score: {len(files)} file(s) with model version {artifact.version}", file=sys.stderr)
+    if artifact.metadata.latent_distribution is None:
+        print(
+            f"autoenc score: model version {artifact.version} was written before autoenc stored "
+            "the latent distribution; scores/ has no latent_distance column (retrain to get it).",
+            file=sys.stderr,
+        )
 
     info_path = artifacts.join(attempt_dir, RUN_INFO)
     with beam.Pipeline(options=options) as p:

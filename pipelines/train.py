@@ -13,7 +13,9 @@ Two stages:
    and computes normalization statistics of the training rows with a CombineFn.
 2. The launching process streams the staged rows through ``tf.data`` into a
    Keras fit with early stopping, sets the anomaly threshold from the validation
-   errors, writes the artifact and removes the staged rows.
+   errors, estimates the latent vectors' mean and covariance (for
+   ``latent_distance``) on the validation rows and up to ``LATENT_TRAIN_ROWS``
+   training rows, writes the artifact and removes the staged rows.
 
 Example:
     autoenc train --input 'data/*.parquet' --model_dir models/demo \\
@@ -37,7 +39,13 @@ from autoenc import report
 from autoenc.errors import ConfigError, InputError
 from autoenc.preprocessing import MomentStats, Normalizer
 from autoenc.schema import infer_spec
-from autoenc.scoring import flag_rates, threshold_best_f1, threshold_for_fpr, threshold_from_contamination
+from autoenc.scoring import (
+    LatentDistribution,
+    flag_rates,
+    threshold_best_f1,
+    threshold_for_fpr,
+    threshold_from_contamination,
+)
 from autoenc.training import (
     TENSOR_KINDS,
     TrainingConfig,
@@ -55,6 +63,9 @@ _log = logging.getLogger(__name__)
 STAGING = ".staging"
 RUN_INFO = ".stage1.json"
 REPORT_FILE = "report.html"
+# The latent distribution is estimated on every validation row and at most
+# this many training rows (the first staged chunks that hold them).
+LATENT_TRAIN_ROWS = 100_000
 
 
 def split_rows(valid, *, seed: int, fraction: float):
@@ -231,8 +242,12 @@ def run(argv=None, save_main_session=True):
         n_val=counts["validation"],
         verbose=1 if sys.stdout.isatty() else 2,
     )
-    errors = _validation_errors(result.model, normalizer, staged["validation"], spec.width)
-    anomaly_errors = _validation_errors(result.model, normalizer, staged["anomalies"], spec.width)
+    errors, moments = _validation_errors(result.model, normalizer, staged["validation"], spec.width)
+    anomaly_errors, _ = _validation_errors(result.model, normalizer, staged["anomalies"], spec.width)
+    _, train_moments = _validation_errors(
+        result.model, normalizer, staged["train"], spec.width, max_rows=LATENT_TRAIN_ROWS
+    )
+    latent_distribution = LatentDistribution.from_moments(*_add(moments, train_moments))
     threshold, threshold_method = choose_threshold(
         opt, config, errors, anomaly_errors, normal_rows=counts["train"] + counts["validation"]
     )
@@ -246,6 +261,7 @@ def run(argv=None, save_main_session=True):
         threshold=threshold,
         threshold_method=threshold_method,
         validation_error_quantiles=quantiles,
+        latent_distribution=latent_distribution,
         history={
             "loss": result.loss,
             "val_loss": result.val_loss,
@@ -372,16 +388,29 @@ def choose_threshold(opt, config, errors, anomaly_errors, *, normal_rows: int) -
     return threshold, method
 
 
-def _validation_errors(model, normalizer, files, n_features) -> np.ndarray:
-    """Reconstruction errors of the staged validation rows, streamed."""
-    from autoenc.scoring import Scorer
+def _validation_errors(model, normalizer, files, n_features, *, max_rows=None):
+    """Reconstruction errors of staged rows, streamed, and the moments of their
+    latent vectors (``latent_moments`` summed); with ``max_rows`` the rows of
+    the first chunks that hold that many."""
+    from autoenc.scoring import Scorer, latent_moments
 
     scorer = Scorer(model, normalizer, threshold=np.inf)
     ds = make_dataset(
         files, n_features, normalizer, batch_size=65536, n_rows=0, shuffle=False, seed=0, cache=False
     )
-    parts = [scorer.score_normalized(x.numpy()).reconstruction_error for x, _ in ds]
-    return np.concatenate(parts) if parts else np.zeros(0)
+    parts, moments = [], None
+    for x, _ in ds:
+        scores = scorer.score_normalized(x.numpy())
+        parts.append(scores.reconstruction_error)
+        moments = _add(moments, latent_moments(scores.latent))
+        if max_rows is not None and moments[0] >= max_rows:
+            break
+    return (np.concatenate(parts) if parts else np.zeros(0)), moments
+
+
+def _add(a, b):
+    """Sums of moment tuples; ``None`` is nothing."""
+    return b if a is None else a if b is None else tuple(x + y for x, y in zip(a, b, strict=True))
 
 
 def main(argv=None):

@@ -122,6 +122,15 @@ def edit_metadata(tmp_path, version, edit):
         (lambda d: d.update(format_version=99), ["format_version is 99"]),
         (lambda d: d["model"].update(latent_dim=2), ["latent_dim=2"]),
         (
+            lambda d: d.update(latent_distribution={"rows": 5, "mean": [0.0, 1.0], "precision": [[1.0]]}),
+            ["latent_distribution.mean", "1 finite numbers"],
+        ),
+        (
+            lambda d: d.update(latent_distribution={"rows": 5, "mean": [0.0], "precision": [[None]]}),
+            ["latent_distribution.precision", "1 x 1 finite numbers"],
+        ),
+        (lambda d: d.update(latent_distribution={"mean": [0.0]}), ["'latent_distribution.rows' is missing"]),
+        (
             lambda d: d.update(
                 features=d["features"][:2],
                 normalization={"method": "zscore", "mean": [0.0, 0.0], "scale": [1.0, 1.0]},
@@ -141,6 +150,22 @@ def test_damaged_metadata_names_file_and_field(tmp_path, edit, words):
         assert path in message or "model.keras" in message
     for word in words:
         assert word in message
+
+
+def test_latent_distribution_round_trips_and_is_optional(tmp_path, rng):
+    from autoenc.scoring import LatentDistribution, latent_moments
+
+    z = rng.normal(size=(50, 2))
+    distribution = LatentDistribution.from_moments(*latent_moments(z))
+    save(tmp_path / "new", latent_dim=2, latent_distribution=distribution)
+    loaded = load_artifact(str(tmp_path / "new"))
+    np.testing.assert_array_equal(loaded.metadata.latent_distribution.precision, distribution.precision)
+    assert loaded.metadata.latent_distribution.rows == 50
+    scores = loaded.scorer().score(rng.normal(size=(7, 3)))
+    np.testing.assert_allclose(scores.latent_distance, distribution.distance(scores.latent), rtol=1e-6)
+    # An artifact without one (written before it existed) loads and scores without it.
+    save(tmp_path / "old", latent_dim=2)
+    assert load_artifact(str(tmp_path / "old")).scorer().score(np.zeros((2, 3))).latent_distance is None
 
 
 def test_invalid_json_and_missing_model_file(tmp_path):

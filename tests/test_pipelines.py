@@ -71,6 +71,7 @@ def test_score_parquet_end_to_end(tiny_model_dir, tmp_path):
     assert scores.column_names == [
         "id",
         "latent",
+        "latent_distance",
         "reconstruction_error",
         "anomaly_score",
         "is_anomaly",
@@ -120,6 +121,11 @@ def test_scores_match_the_library_scorer(tiny_model_dir, tmp_path):
     np.testing.assert_allclose(
         np.stack(scores["latent"].to_numpy(zero_copy_only=False)), direct.latent, rtol=1e-5, atol=1e-6
     )
+    # The latent distance is the Mahalanobis distance under the stored distribution.
+    distribution = load_artifact(tiny_model_dir).metadata.latent_distribution
+    np.testing.assert_allclose(
+        scores["latent_distance"].to_numpy(), distribution.distance(direct.latent), rtol=1e-5
+    )
 
 
 def test_passthrough_keeps_every_input_column(tiny_model_dir, tmp_path):
@@ -134,6 +140,7 @@ def test_passthrough_keeps_every_input_column(tiny_model_dir, tmp_path):
         "x3",
         "x4",
         "latent",
+        "latent_distance",
         "reconstruction_error",
         "anomaly_score",
         "is_anomaly",

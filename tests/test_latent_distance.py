@@ -1,0 +1,102 @@
+"""latent_distance: the Mahalanobis distance of a row's latent vector from the
+normal rows' latents, beside the reconstruction error."""
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from autoenc.artifact import load_artifact
+from autoenc.errors import ConfigError
+from autoenc.scoring import LatentDistribution, latent_moments
+from pipelines import score, train
+
+
+def test_moments_summed_over_batches_give_the_mahalanobis_distance(rng):
+    z = rng.normal(size=(3000, 3)) @ np.array([[2.0, 0.0, 0.0], [1.0, 0.5, 0.0], [0.0, 0.3, 3.0]])
+    parts = [latent_moments(part) for part in np.array_split(z, 4)]
+    summed = tuple(sum(p[i] for p in parts) for i in range(3))
+    distribution = LatentDistribution.from_moments(*summed)
+    assert distribution.rows == 3000
+    q = rng.normal(size=(20, 3))
+    d = q - z.mean(axis=0)
+    expected = np.sqrt(np.einsum("ij,jk,ik->i", d, np.linalg.inv(np.cov(z, rowvar=False)), d))
+    np.testing.assert_allclose(distribution.distance(q), expected, rtol=1e-8)
+
+
+def test_a_direction_the_rows_do_not_vary_in_counts_for_nothing(rng):
+    z = np.column_stack([rng.normal(size=500), np.full(500, 2.0)])  # a dead latent unit
+    distribution = LatentDistribution.from_moments(*latent_moments(z))
+    d = distribution.distance(np.array([[1.0, 2.0], [1.0, 50.0]]))
+    assert np.isfinite(d).all()
+    np.testing.assert_allclose(d, abs(1.0 - z[:, 0].mean()) / z[:, 0].std(ddof=1), rtol=1e-6)
+    with pytest.raises(ConfigError, match="at least 2 rows"):
+        LatentDistribution.from_moments(*latent_moments(z[:1]))
+
+
+def plane_rows(rng, n, *, scale=1.0, off=0.0):
+    """Rows of 8 features near a 2-D plane: ``scale`` stretches them along it,
+    ``off`` pushes them off it."""
+    basis = np.linalg.qr(np.random.default_rng(7).normal(size=(8, 8)))[0]
+    z = rng.normal(size=(n, 2)) * scale
+    x = z @ basis[:, :2].T + rng.normal(size=(n, 8)) * 0.05 + off * rng.choice([-1, 1], (n, 1)) * basis[:, 2]
+    return x
+
+
+def table(x, prefix):
+    columns = {"id": [f"{prefix}-{i}" for i in range(len(x))]}
+    columns.update({f"f{j}": x[:, j] for j in range(x.shape[1])})
+    return pa.table(columns)
+
+
+@pytest.mark.parametrize("kind", ["pca", "dense"])
+def test_latent_distance_finds_extreme_rows_that_reconstruct_well(tmp_path, rng, kind):
+    pq.write_table(table(plane_rows(rng, 3000), "train"), tmp_path / "train.parquet")
+    extra = ["--hidden_units=32", "--epochs=60", "--n_init=1"] if kind == "dense" else []
+    train.run(
+        [
+            f"--input={tmp_path / 'train.parquet'}",
+            f"--model_dir={tmp_path / 'model'}",
+            "--key_columns=id",
+            f"--model={kind}",
+            "--latent_dim=2",
+            *extra,
+        ],
+        save_main_session=False,
+    )
+    meta = load_artifact(str(tmp_path / "model")).metadata
+    # Every normal row was in the estimate (fewer than LATENT_TRAIN_ROWS).
+    assert meta.latent_distribution.rows == meta.rows["used"] == 3000
+    test = pa.concat_tables(
+        [
+            table(plane_rows(rng, 400), "normal"),
+            table(plane_rows(rng, 100, scale=4.0), "far"),  # on the plane, far out along it
+            table(plane_rows(rng, 100, off=2.0), "off"),  # near the centre, off the plane
+        ]
+    )
+    pq.write_table(test, tmp_path / "test.parquet")
+    score.run(
+        [
+            f"--input={tmp_path / 'test.parquet'}",
+            f"--model_dir={tmp_path / 'model'}",
+            f"--output={tmp_path / 'out'}",
+        ],
+        save_main_session=False,
+    )
+    scores = pq.read_table(str(tmp_path / "out" / "scores"))
+    kind_of = np.array([i.split("-")[0] for i in scores["id"].to_pylist()])
+    distance = scores["latent_distance"].to_numpy()
+    error = scores["reconstruction_error"].to_numpy()
+    normal = kind_of == "normal"
+
+    def auc(values, which):
+        keep = normal | (kind_of == which)
+        return roc_auc_score(kind_of[keep] == which, values[keep])
+
+    # Rows far out along the plane reconstruct about as well as normal rows; the
+    # latent distance finds them. Rows off it are the reconstruction error's.
+    assert auc(distance, "far") > 0.9 > 0.8 > auc(error, "far")
+    assert auc(error, "off") > 0.95
+    # Normal rows: distances of a 2-D standard normal (median sqrt(2 ln 2) = 1.18).
+    assert 0.9 < np.median(distance[normal]) < 1.5
