@@ -40,6 +40,7 @@ class Sample:
         labels: every row's label (True = anomalous), or ``None``.
         latent: latent vectors of the first ``MAX_POINTS`` rows.
         top: the ``TOP_ROWS`` highest-error rows: dicts with ``error``,
+            ``anomaly_score``, ``latent_distance``,
             ``values`` (raw features), ``top`` [(feature index, share)], ``label``.
         images: for an image feature, (originals, latents, reconstructions) of
             the first ``IMAGE_ROWS`` rows in normalized units, else ``None``.
@@ -91,6 +92,9 @@ def collect_sample(chunks, scorer, *, autoencoder=None, with_labels: bool = Fals
                 {
                     "error": float(scores.reconstruction_error[i]),
                     "anomaly_score": None if scores.anomaly_score is None else float(scores.anomaly_score[i]),
+                    "latent_distance": None
+                    if scores.latent_distance is None
+                    else float(scores.latent_distance[i]),
                     "values": features[i],
                     "top": []
                     if scores.top_features is None
@@ -383,7 +387,13 @@ def render(
         parts.append(f"<h2>Highest-error {html.escape(what)}</h2>")
         offsets = np.concatenate([[0], np.cumsum(feature_sizes)])
         scalar = all(size == 1 for size in feature_sizes)
-        header = ["#", "reconstruction error", "anomaly score", "top features (share of the error)"]
+        header = [
+            "#",
+            "reconstruction error",
+            "anomaly score",
+            "latent distance",
+            "top features (share of the error)",
+        ]
         if sample.labels is not None:
             header.append("label")
         if scalar:
@@ -391,13 +401,13 @@ def render(
         rows = []
         for i, row in enumerate(sample.top, start=1):
             top = ", ".join(f"{feature_names[j]} ({share:.0%})" for j, share in row["top"])
-            line = [i, _fmt(row["error"]), _fmt(row["anomaly_score"]), top]
+            line = [i, _fmt(row["error"]), _fmt(row["anomaly_score"]), _fmt(row.get("latent_distance")), top]
             if sample.labels is not None:
                 line.append("anomalous" if row["label"] else "normal")
             if scalar:
                 line += [_fmt(float(row["values"][offsets[j]])) for j in range(min(8, len(feature_names)))]
             rows.append(line)
-        parts.append(_table(header, rows, text_columns=(3, 4) if sample.labels is not None else (3,)))
+        parts.append(_table(header, rows, text_columns=(4, 5) if sample.labels is not None else (4,)))
         if shape:
             parts.append(
                 f"<img src='{top_images_figure(sample.top, shape)}' alt='the highest-error rows as images'>"

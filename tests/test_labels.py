@@ -183,7 +183,13 @@ def test_training_and_evaluation_reports_render_in_a_real_browser(labeled_model_
     for page in (trained, evaluated):
         assert page.problems() == [], page.problems()
         assert all(width > 300 and height > 200 for width, height in page.image_sizes)
-        for heading in ("Loss per epoch", "Reconstruction error", "Latent space", "Highest-error"):
+        for heading in (
+            "Loss per epoch",
+            "Reconstruction error",
+            "Latent space",
+            "Highest-error",
+            "latent distance",
+        ):
             assert heading in page.text
         # No image feature here: no originals / reconstructions figure.
         assert "Originals" not in page.text
