@@ -369,6 +369,36 @@ def rejected_table(
     return pa.Table.from_arrays(list(rows.columns) + extra, schema=rejected_schema(batch.schema))
 
 
+SPLITS = ("position", "key")
+
+
+def key_mask(keys: Sequence[pa.Array], *, seed: int, fraction: float) -> np.ndarray:
+    """Deterministic train/validation split by content: True for rows that go to
+    validation. A row's side depends only on the seed and its key values, so the
+    same row lands on the same side wherever its file lies and however the data
+    is cut into files, and rows with equal keys (duplicates) stay together.
+
+    Args:
+        keys: the key columns, one array each, all of the same length.
+        seed: the split seed.
+        fraction: expected share of validation rows, in [0, 1).
+
+    Example:
+        >>> ids = pa.array(["a", "b", "c", "d"])
+        >>> key_mask([ids], seed=0, fraction=0.5).tolist() == key_mask([ids[::-1]], seed=0, fraction=0.5)[::-1].tolist()
+        True
+    """
+    if not keys:
+        raise ValueError("key_mask needs at least one key column")
+    values = [k.to_pylist() for k in keys]
+    prefix = f"{seed}\0".encode()
+    uniform = np.empty(len(values[0]), np.float64)
+    for i, row in enumerate(zip(*values, strict=True)):
+        digest = hashlib.blake2b(prefix + "\x1f".join(map(repr, row)).encode(), digest_size=8).digest()
+        uniform[i] = (int.from_bytes(digest, "little") >> 11) / float(1 << 53)
+    return uniform < fraction
+
+
 def validation_mask(source: str, rows: np.ndarray, *, seed: int, fraction: float) -> np.ndarray:
     """Deterministic train/validation split: True for rows that go to validation.
 

@@ -43,7 +43,7 @@ from autoenc.errors import ConfigError, InputError
 from autoenc.evaluation import IsolationForestBaseline, PCABaseline, compare, format_table
 from autoenc.schema import check_compatible, check_label_column
 from autoenc.training import encode_chunk, read_staged
-from autoenc.validation import rejected_schema, validation_mask
+from autoenc.validation import rejected_schema
 from pipelines import io, transforms
 from pipelines.options import (
     EvaluateOptions,
@@ -54,7 +54,7 @@ from pipelines.options import (
     require,
 )
 from pipelines.score import resolve_threshold
-from pipelines.train import split_rows
+from pipelines.train import split_mask, split_rows
 
 _log = logging.getLogger(__name__)
 STAGING = ".staging"
@@ -68,14 +68,14 @@ def _labeled_chunk(valid) -> bytes:
     return encode_chunk(np.column_stack([valid.features, valid.labels.astype(np.float64)]))
 
 
-def _training_sample(valid, *, seed: int, fraction: float, sample: float):
+def _training_sample(valid, *, seed: int, fraction: float, sample: float, by: str, keys):
     """The model's training rows among ``valid`` (``split_rows``, as training
-    split them), sampled deterministically by file and row number when
+    split them), sampled deterministically (the same way, another seed) when
     ``sample`` < 1."""
-    _, features, to_validation, rows = split_rows(valid, seed=seed, fraction=fraction)
+    _, features, to_validation, others = split_rows(valid, seed=seed, fraction=fraction, by=by, keys=keys)
     keep = ~to_validation
     if sample < 1:
-        keep &= validation_mask(valid.source, rows, seed=seed + SAMPLE_SEED, fraction=sample)
+        keep &= split_mask(valid, others, seed=seed + SAMPLE_SEED, fraction=sample, by=by, keys=keys)
     if keep.any():
         yield features[keep]
 
@@ -125,6 +125,8 @@ def run(argv=None, save_main_session=True) -> dict:
         train_label = None
     hyper = meta.hyperparameters
     sample = min(1.0, opt.baseline_rows / max(meta.rows.get("train", 1), 1))
+    split_by = meta.input.get("split_by", "position")
+    split_keys = spec.key_columns if split_by == "key" else ()
 
     attempt_dir = io.start_attempt(out.output)
     staging = artifacts.join(attempt_dir, STAGING)
@@ -154,9 +156,16 @@ def run(argv=None, save_main_session=True) -> dict:
             train_pattern, fmt=train_fmt, schema=train_schema, spec=spec, batch_rows=inp.read_batch_rows
         )
         baseline = (
-            train_chunks | "ValidateTraining" >> transforms.Validate(spec, label_column=train_label)
+            train_chunks
+            | "ValidateTraining"
+            >> transforms.Validate(spec, keep_columns=split_keys, label_column=train_label)
         ).valid | "SampleTraining" >> beam.FlatMap(
-            _training_sample, seed=hyper["seed"], fraction=hyper["validation_fraction"], sample=sample
+            _training_sample,
+            seed=hyper["seed"],
+            fraction=hyper["validation_fraction"],
+            sample=sample,
+            by=split_by,
+            keys=split_keys,
         )
         (
             baseline

@@ -19,6 +19,7 @@ from apache_beam.options.pipeline_options import (
 
 from autoenc.errors import ConfigError
 from autoenc.training import INITS, LOSSES, MODEL_KINDS, NARROW_LATENT, NARROW_N_INIT, TrainingConfig
+from autoenc.validation import SPLITS
 
 FORMATS = ("parquet", "tfrecord")
 DEFAULTS = TrainingConfig()
@@ -197,6 +198,16 @@ class TrainOptions(PipelineOptions):
             default=None,
             help="A fixed anomaly threshold on reconstruction_error (instead of "
             "--contamination). score and evaluate: override the model's threshold.",
+        )
+        parser.add_argument(
+            "--split_by",
+            choices=SPLITS,
+            default="position",
+            help="How rows are split into training and validation (with --seed and "
+            "--validation_fraction): 'position' by file path and row number; 'key' by "
+            "the values of --key_columns, so the same rows give the same split "
+            "wherever the files lie and however the data is cut into files, and "
+            "duplicate keys stay on one side. Default: position.",
         )
         parser.add_argument(
             "--label_column",

@@ -33,6 +33,7 @@ import time
 
 import apache_beam as beam
 import numpy as np
+import pyarrow as pa
 
 from autoenc import artifact as artifacts
 from autoenc import report
@@ -55,7 +56,7 @@ from autoenc.training import (
     make_dataset,
     read_staged,
 )
-from autoenc.validation import rejected_schema, validation_mask
+from autoenc.validation import key_mask, rejected_schema, validation_mask
 from pipelines import io, transforms
 from pipelines.options import DEFAULTS, InputOptions, TrainOptions, check_threshold_options, parse
 
@@ -68,21 +69,34 @@ REPORT_FILE = "report.html"
 LATENT_TRAIN_ROWS = 100_000
 
 
-def split_rows(valid, *, seed: int, fraction: float):
+def split_mask(valid, selected, *, seed: int, fraction: float, by: str = "position", keys=()):
+    """True for the rows of ``valid`` (those ``selected``, a bool mask) that
+    ``validation_mask`` (``by="position"``: file and row number) or ``key_mask``
+    (``by="key"``: the values of the ``keys`` columns) sends to validation."""
+    if by == "key":
+        return key_mask(
+            [valid.columns.column(name).filter(pa.array(selected)) for name in keys],
+            seed=seed,
+            fraction=fraction,
+        )
+    return validation_mask(valid.source, valid.rows[selected], seed=seed, fraction=fraction)
+
+
+def split_rows(valid, *, seed: int, fraction: float, by: str = "position", keys=()):
     """The training split of ``ValidRows``: (rows labeled anomalous, the other
-    rows, bool per other row: True for validation). Rows labeled anomalous
-    never train; the others are split by ``validation_mask``."""
-    features, rows = valid.features, valid.rows
-    anomalous = features[:0]
-    if valid.labels is not None and valid.labels.any():
-        anomalous = features[valid.labels]
-        features, rows = features[~valid.labels], rows[~valid.labels]
-    return anomalous, features, validation_mask(valid.source, rows, seed=seed, fraction=fraction), rows
+    rows, bool per other row: True for validation, the others' selection mask
+    over ``valid``). Rows labeled anomalous never train; the others are split
+    by ``split_mask``."""
+    features = valid.features
+    others = np.ones(len(features), bool) if valid.labels is None else ~valid.labels
+    anomalous = features[~others]
+    to_validation = split_mask(valid, others, seed=seed, fraction=fraction, by=by, keys=keys)
+    return anomalous, features[others], to_validation, others
 
 
-def _split(valid, *, seed: int, fraction: float):
+def _split(valid, *, seed: int, fraction: float, by: str, keys):
     """ValidRows -> ('train' | 'validation' | 'anomalies', rows) by ``split_rows``."""
-    anomalous, features, to_validation, _ = split_rows(valid, seed=seed, fraction=fraction)
+    anomalous, features, to_validation, _ = split_rows(valid, seed=seed, fraction=fraction, by=by, keys=keys)
     if len(anomalous):
         yield beam.pvalue.TaggedOutput("anomalies", anomalous)
     if to_validation.any():
@@ -91,17 +105,20 @@ def _split(valid, *, seed: int, fraction: float):
         yield features[~to_validation]
 
 
-def build_stage1(p, *, pattern, fmt, schema, spec, config, version_dir, batch_rows, label_column=None):
+def build_stage1(
+    p, *, pattern, fmt, schema, spec, config, version_dir, batch_rows, label_column=None, split_by="position"
+):
     """Adds the validate / split / stage / statistics steps to pipeline ``p``."""
     chunks = p | "ReadRecords" >> io.ReadRecords(
         pattern, fmt=fmt, schema=schema, spec=spec, batch_rows=batch_rows
     )
-    checked = chunks | "Validate" >> transforms.Validate(spec, label_column=label_column)
+    keys = spec.key_columns if split_by == "key" else ()
+    checked = chunks | "Validate" >> transforms.Validate(spec, keep_columns=keys, label_column=label_column)
     checked[transforms.REJECTED] | "WriteRejected" >> io.WriteParquet(
         artifacts.join(version_dir, "rejected"), rejected_schema(schema)
     )
     split = checked.valid | "Split" >> beam.FlatMap(
-        _split, seed=config.seed, fraction=config.validation_fraction
+        _split, seed=config.seed, fraction=config.validation_fraction, by=split_by, keys=keys
     ).with_outputs("validation", "anomalies", main="train")
     counts = []
     for name in ("train", "validation", "anomalies"):
@@ -182,6 +199,11 @@ def run(argv=None, save_main_session=True):
             f"--model={config.model} needs exactly one feature, {what} stored as lists. "
             f"Received: {', '.join(f.describe() for f in spec.features)}; choose it with --features."
         )
+    if opt.split_by == "key" and not spec.key_columns:
+        raise ConfigError(
+            "--split_by=key splits rows by the values of their key columns, and there are none. "
+            "Name them with --key_columns, or use --split_by=position."
+        )
     shape = spec.features[0].shape if config.model in TENSOR_KINDS else None
     # Build the model once now: a combination the kind cannot take stops here,
     # before the pass over the data.
@@ -206,6 +228,7 @@ def run(argv=None, save_main_session=True):
             version_dir=version_dir,
             batch_rows=inp.read_batch_rows,
             label_column=opt.label_column,
+            split_by=opt.split_by,
         )
 
     info = transforms.read_run_info(artifacts.join(version_dir, RUN_INFO))
@@ -278,7 +301,13 @@ def run(argv=None, save_main_session=True):
             "rejected": counts["rejected"],
             **({"labeled_anomalous": counts["anomalies"]} if opt.label_column else {}),
         },
-        input={"pattern": inp.input, "format": fmt, "files": len(files), "label_column": opt.label_column},
+        input={
+            "pattern": inp.input,
+            "format": fmt,
+            "files": len(files),
+            "label_column": opt.label_column,
+            "split_by": opt.split_by,
+        },
         library_versions=library_versions(),
         created_at=artifacts.utc_now(),
     )

@@ -149,6 +149,25 @@ def test_evaluate_reports_the_model_beside_pca_and_isolation_forest(labeled_mode
     assert "ROC-AUC" in printed and "isolation_forest" in printed
 
 
+def test_evaluate_fits_the_baselines_on_the_rows_a_key_split_trained_on(labeled_parquet, tmp_path):
+    train_run(labeled_parquet, tmp_path / "model", "--label_column=label", "--split_by=key", "--epochs=2")
+    result = evaluate.run(
+        [f"--input={labeled_parquet}", f"--model_dir={tmp_path / 'model'}", f"--output={tmp_path / 'out'}"],
+        save_main_session=False,
+    )
+    assert result["counts"]["baseline"] == load_artifact(str(tmp_path / "model")).metadata.rows["train"]
+    sampled = evaluate.run(
+        [
+            f"--input={labeled_parquet}",
+            f"--model_dir={tmp_path / 'model'}",
+            f"--output={tmp_path / 'sampled'}",
+            "--baseline_rows=500",
+        ],
+        save_main_session=False,
+    )
+    assert 400 < sampled["counts"]["baseline"] < 600
+
+
 def test_evaluate_needs_labels(tiny_model_dir, article_parquet, tmp_path):
     with pytest.raises(ConfigError, match="Pass --label_column"):
         evaluate.run(

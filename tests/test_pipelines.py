@@ -630,3 +630,42 @@ def test_training_takes_a_fixed_threshold(article_parquet, tmp_path):
             ],
             save_main_session=False,
         )
+
+
+def test_split_by_key_follows_the_rows_not_the_files(tmp_path):
+    table = article_table(2000, seed=0)
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    pq.write_table(table, tmp_path / "a" / "data.parquet")
+    # The same rows, in another order, cut into three files at other paths.
+    shuffled = table.take(pa.array(np.random.default_rng(1).permutation(2000)))
+    for i, start in enumerate((0, 700, 1400)):
+        pq.write_table(shuffled.slice(start, 700), tmp_path / "b" / f"part-{i}.parquet")
+
+    def split(pattern, name, *extra):
+        train.run(
+            [f"--input={pattern}", f"--model_dir={tmp_path / name}", *TINY_TRAIN_ARGS, "--epochs=1", *extra],
+            save_main_session=False,
+        )
+        return load_artifact(str(tmp_path / name)).metadata
+
+    by_key = [split(tmp_path / d / "*.parquet", f"key-{d}", "--split_by=key") for d in ("a", "b")]
+    assert by_key[0].input["split_by"] == "key"
+    assert by_key[0].rows == by_key[1].rows
+    # The same training rows: the same normalization statistics (summed in another order).
+    np.testing.assert_allclose(by_key[0].normalization.mean, by_key[1].normalization.mean, rtol=1e-12)
+    np.testing.assert_allclose(by_key[0].normalization.scale, by_key[1].normalization.scale, rtol=1e-12)
+    # By position (the default) the same rows elsewhere split otherwise.
+    by_position = [split(tmp_path / d / "*.parquet", f"position-{d}") for d in ("a", "b")]
+    assert by_position[0].input["split_by"] == "position"
+    assert not np.allclose(by_position[0].normalization.mean, by_position[1].normalization.mean, rtol=1e-9)
+    with pytest.raises(ConfigError, match="--split_by=key .* Name them with --key_columns"):
+        train.run(
+            [
+                f"--input={tmp_path / 'a' / '*.parquet'}",
+                f"--model_dir={tmp_path / 'none'}",
+                "--features=x1,x2,x3,x4",
+                "--split_by=key",
+            ],
+            save_main_session=False,
+        )
