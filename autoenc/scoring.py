@@ -66,6 +66,11 @@ class Scores:
     latent_distance: np.ndarray | None = None
 
 
+# Latent directions with less than this share of the largest latent variance
+# are left out of the latent distance (their inverse variance is all noise).
+RCOND = 1e-6
+
+
 @dataclasses.dataclass(frozen=True)
 class LatentDistribution:
     """Where the latent vectors of normal rows lie: their mean and the inverse
@@ -74,7 +79,8 @@ class LatentDistribution:
     Attributes:
         mean: float64 [latent_dim].
         precision: float64 [latent_dim, latent_dim], the pseudo-inverse of the
-            covariance (directions the rows do not vary in count for nothing).
+            covariance: directions with under ``RCOND`` times the largest
+            variance (a dead latent unit) count for nothing.
         rows: how many rows the moments came from.
 
     Example:
@@ -96,7 +102,7 @@ class LatentDistribution:
         mean = total / rows
         covariance = (outer - rows * np.outer(mean, mean)) / (rows - 1)
         covariance = (covariance + covariance.T) / 2
-        precision = np.linalg.pinv(covariance, rcond=1e-9, hermitian=True)
+        precision = np.linalg.pinv(covariance, rcond=RCOND, hermitian=True)
         return cls(mean=mean, precision=precision, rows=int(rows))
 
     def distance(self, latent: np.ndarray) -> np.ndarray:
