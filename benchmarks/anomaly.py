@@ -21,11 +21,14 @@ The detectors, each with its defaults except a seed:
   feature, ``f00``..``f29``; images: one ``image`` column of
   ``fixed_size_list<float32, 784>`` holding pixel / 255) with an ``id`` column
   (and ``label``, 1 = anomaly, in the test file), then ``python -m
-  pipelines.cli train --seed SEED`` (images: ``--model conv --shape 28,28,1``)
-  and ``python -m pipelines.cli score --passthrough`` run as child processes;
+  pipelines.cli train --key_columns id --split_by key --seed SEED`` (images:
+  ``--model conv --shape 28,28,1``; the train/validation split hashes the id,
+  so it does not depend on ``--out``) and ``python -m pipelines.cli score
+  --passthrough`` run as child processes;
   the score is ``reconstruction_error`` read back from ``scores/`` and matched
   to the test rows by ``id``; the same run's ``latent_distance`` column is a
-  second autoenc row, "autoenc latent distance". autoenc normalizes the features itself.
+  second autoenc row, "autoenc latent distance". autoenc normalizes the
+  features itself.
   ``--autoenc_args`` appends arguments to ``train`` for experiments. Its time
   is the wall time of both child processes (interpreter start and Beam
   pipeline set-up included).
@@ -204,7 +207,7 @@ def run_autoenc(work, x_train, x_test, y_test, test_ids, image, seed, epochs, ex
     for stale in (model_dir, out_dir):  # a re-run into the same --out starts afresh
         shutil.rmtree(stale, ignore_errors=True)
     train = [sys.executable, "-m", "pipelines.cli", "train", "--input", train_path]
-    train += ["--model_dir", model_dir, "--key_columns", "id", "--seed", str(seed)]
+    train += ["--model_dir", model_dir, "--key_columns", "id", "--split_by", "key", "--seed", str(seed)]
     if image:
         train += ["--model", "conv", "--shape", "28,28,1"]
     if epochs:
