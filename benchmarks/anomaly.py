@@ -67,12 +67,12 @@ Usage:
 ``--autoenc_src`` runs the autoenc CLI of another source tree (say a clean
 export of a commit while the checkout holds unfinished edits).
 
-Time on 2 CPU cores: breast cancer about 3 minutes for 5 seeds (autoenc about
-35 s a seed, mostly process and pipeline start-up). Fashion-MNIST is dominated
-by autoenc's conv training with its defaults (up to 500 epochs, patience 20, at
-about 7-9 s an epoch): 17 minutes for class 0 (117 epochs), and class 1 was
-still running after 207 epochs (35 minutes) at the learning-rate floor.
-PyOD's AutoEncoder takes 10-35 s a class, the IsolationForest under a second.
+Time on 2 CPU cores: breast cancer about 4 minutes for 5 seeds (autoenc about
+35-50 s a seed, mostly process and pipeline start-up). Fashion-MNIST is
+dominated by autoenc's conv training with its defaults (early stopping, patience
+20, at about 7-9 s an epoch): 16-18 minutes a class (108-116 epochs for classes
+0-2). PyOD's AutoEncoder takes 10-35 s a class, the IsolationForest under a
+second.
 """
 
 from __future__ import annotations
