@@ -441,11 +441,7 @@ def _latent_distribution(check, d: dict, latent_dim: int):
         except (TypeError, ValueError):
             array = None
         if array is None or array.shape != shape or not np.isfinite(array).all():
-            wanted = (
-                f"{latent_dim} finite numbers"
-                if len(shape) == 1
-                else f"{latent_dim} x {latent_dim} finite numbers"
-            )
+            wanted = " x ".join(str(n) for n in shape) + " finite numbers"
             check.fail(f"latent_distribution.{name}", wanted, value)
         arrays[name] = array
     return LatentDistribution(mean=arrays["mean"], precision=arrays["precision"], rows=rows)

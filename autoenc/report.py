@@ -401,7 +401,7 @@ def render(
         rows = []
         for i, row in enumerate(sample.top, start=1):
             top = ", ".join(f"{feature_names[j]} ({share:.0%})" for j, share in row["top"])
-            line = [i, _fmt(row["error"]), _fmt(row["anomaly_score"]), _fmt(row.get("latent_distance")), top]
+            line = [i, _fmt(row["error"]), _fmt(row["anomaly_score"]), _fmt(row["latent_distance"]), top]
             if sample.labels is not None:
                 line.append("anomalous" if row["label"] else "normal")
             if scalar:

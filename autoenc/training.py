@@ -392,12 +392,10 @@ def early_stopping(patience: int, min_improvement: float):
             self.best_weights = None
             self.reference = math.inf
             self.wait = 0
-            self.stopped_epoch = None
 
         def on_epoch_end(self, epoch, logs=None):
             loss = float((logs or {}).get("val_loss", math.nan))
             if math.isnan(loss):  # diverged: stop now, keep the best weights
-                self.stopped_epoch = epoch + 1
                 self.model.stop_training = True
                 return
             if loss < self.best:
@@ -409,7 +407,6 @@ def early_stopping(patience: int, min_improvement: float):
                 return
             self.wait += 1
             if self.wait >= patience:
-                self.stopped_epoch = epoch + 1
                 self.model.stop_training = True
 
         def on_train_end(self, logs=None):

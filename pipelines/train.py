@@ -265,9 +265,9 @@ def run(argv=None, save_main_session=True):
         n_val=counts["validation"],
         verbose=1 if sys.stdout.isatty() else 2,
     )
-    errors, moments = _validation_errors(result.model, normalizer, staged["validation"], spec.width)
-    anomaly_errors, _ = _validation_errors(result.model, normalizer, staged["anomalies"], spec.width)
-    _, train_moments = _validation_errors(
+    errors, moments = _errors_and_moments(result.model, normalizer, staged["validation"], spec.width)
+    anomaly_errors, _ = _errors_and_moments(result.model, normalizer, staged["anomalies"], spec.width)
+    _, train_moments = _errors_and_moments(
         result.model, normalizer, staged["train"], spec.width, max_rows=LATENT_TRAIN_ROWS
     )
     latent_distribution = LatentDistribution.from_moments(*_add(moments, train_moments))
@@ -417,7 +417,7 @@ def choose_threshold(opt, config, errors, anomaly_errors, *, normal_rows: int) -
     return threshold, method
 
 
-def _validation_errors(model, normalizer, files, n_features, *, max_rows=None):
+def _errors_and_moments(model, normalizer, files, n_features, *, max_rows=None):
     """Reconstruction errors of staged rows, streamed, and the moments of their
     latent vectors (``latent_moments`` summed); with ``max_rows`` the rows of
     the first chunks that hold that many."""
