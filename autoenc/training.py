@@ -23,7 +23,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from autoenc.errors import ConfigError
-from autoenc.preprocessing import Normalizer
+from autoenc.preprocessing import NORMALIZATIONS, Normalizer
 
 _log = logging.getLogger(__name__)
 
@@ -49,6 +49,7 @@ MODEL_KINDS = ("dense", "sparse", "vae", "pca", "conv", "lstm")
 # Kinds that take one tensor feature: an image (conv) or a sequence (lstm).
 TENSOR_KINDS = ("conv", "lstm")
 LOSSES = ("auto", "mse", "bce")
+NORMALIZATION_CHOICES = ("auto",) + NORMALIZATIONS
 
 # Below this many bytes of staged training data the decoded rows are cached in
 # memory after the first epoch; above it every epoch streams from the files.
@@ -85,8 +86,13 @@ class TrainingConfig:
         shuffle_buffer: rows in the shuffle buffer of the streaming fit.
         loss: ``"mse"``, ``"bce"`` (binary cross-entropy on min-max normalized
             values, with a sigmoid output) or ``"auto"``: bce for ``conv``, mse
-            otherwise. The loss also picks the normalization (see
-            ``normalization``).
+            otherwise.
+        normalization: ``"zscore"`` (mean 0, standard deviation 1 per value,
+            linear output), ``"minmax"`` (training values scaled to [0, 1],
+            sigmoid output: the reconstruction cannot leave the range the
+            training rows span, so a row beyond it keeps an error however
+            regular its shape) or ``"auto"``: minmax for a bce loss, zscore
+            otherwise. bce needs minmax; pca needs zscore.
         sparsity: ``sparse`` only: weight of the L1 penalty on the latent.
         beta: ``vae`` only: weight of the KL term.
         init: ``"spectral"``: the first start is an encoder fitted to the spectral
@@ -117,6 +123,7 @@ class TrainingConfig:
     sparsity: float = 1e-4
     beta: float = 1.0
     loss: str = "auto"
+    normalization: str = "auto"
     init: str = "auto"
     n_init: int | None = None
 
@@ -143,6 +150,21 @@ class TrainingConfig:
             (self.beta >= 0 and math.isfinite(self.beta), "beta", ">= 0"),
             (self.loss in LOSSES, "loss", f"one of {', '.join(LOSSES)}"),
             (
+                self.normalization in NORMALIZATION_CHOICES,
+                "normalization",
+                f"one of {', '.join(NORMALIZATION_CHOICES)}",
+            ),
+            (
+                not (self.resolved_loss == "bce" and self.normalization == "zscore"),
+                "normalization",
+                "minmax (or auto) for a bce loss, whose targets must lie in [0, 1]",
+            ),
+            (
+                not (self.model == "pca" and self.normalization == "minmax"),
+                "normalization",
+                "zscore (or auto) for pca (an SVD of z-scored values)",
+            ),
+            (
                 not (self.model == "pca" and self.loss == "bce"),
                 "loss",
                 "mse for pca (an SVD of z-scored values)",
@@ -163,8 +185,10 @@ class TrainingConfig:
         return {"mse": "mse", "bce": "binary_crossentropy"}[self.resolved_loss]
 
     @property
-    def normalization(self) -> str:
-        """``minmax`` (values in [0, 1]) for a bce loss, ``zscore`` otherwise."""
+    def resolved_normalization(self) -> str:
+        """``normalization``, or for ``auto``: ``minmax`` for a bce loss, ``zscore`` otherwise."""
+        if self.normalization != "auto":
+            return self.normalization
         return "minmax" if self.resolved_loss == "bce" else "zscore"
 
     def resolved_init(self, n_features: int) -> str:
@@ -484,7 +508,7 @@ def _new_model(config: TrainingConfig, n_features: int, shape, seed: int):
         sparsity=config.sparsity,
         beta=config.beta,
         shape=shape,
-        output_activation="sigmoid" if config.resolved_loss == "bce" else None,
+        output_activation="sigmoid" if config.resolved_normalization == "minmax" else None,
     )
 
 

@@ -72,7 +72,9 @@ def stage(rows: np.ndarray, directory: str, name: str, chunk: int = 4096) -> lis
 
 def fit_autoenc(config, x_train, x_val, workdir, tag, *, sizes=None, shape=None):
     """Fits ``config`` like ``autoenc train`` (staged files, training statistics)."""
-    normalizer = Normalizer.from_stats(MomentStats.from_array(x_train), config.normalization, sizes=sizes)
+    normalizer = Normalizer.from_stats(
+        MomentStats.from_array(x_train), config.resolved_normalization, sizes=sizes
+    )
     started = time.time()
     result = fit(
         config,

@@ -18,7 +18,15 @@ from apache_beam.options.pipeline_options import (
 )
 
 from autoenc.errors import ConfigError
-from autoenc.training import INITS, LOSSES, MODEL_KINDS, NARROW_LATENT, NARROW_N_INIT, TrainingConfig
+from autoenc.training import (
+    INITS,
+    LOSSES,
+    MODEL_KINDS,
+    NARROW_LATENT,
+    NARROW_N_INIT,
+    NORMALIZATION_CHOICES,
+    TrainingConfig,
+)
 from autoenc.validation import SPLITS
 
 FORMATS = ("parquet", "tfrecord")
@@ -108,9 +116,20 @@ class TrainOptions(PipelineOptions):
             "--loss",
             choices=LOSSES,
             default=DEFAULTS.loss,
-            help="mse (on z-scored values) or bce (binary cross-entropy on values "
+            help="mse (mean squared error) or bce (binary cross-entropy on values "
             "min-max scaled to [0, 1], sigmoid output; for images). auto: bce for conv, "
             f"mse otherwise. Default: {DEFAULTS.loss}.",
+        )
+        parser.add_argument(
+            "--normalization",
+            choices=NORMALIZATION_CHOICES,
+            default=DEFAULTS.normalization,
+            help="zscore (mean 0, standard deviation 1; linear output) or minmax "
+            "(training values scaled to [0, 1]; sigmoid output, so the reconstruction "
+            "stays inside the range the training rows span and a row beyond it keeps "
+            "an error: better anomaly scores for anomalies that are extreme versions "
+            "of normal rows). auto: minmax for bce, zscore otherwise. "
+            f"Default: {DEFAULTS.normalization}.",
         )
         parser.add_argument(
             "--sparsity",

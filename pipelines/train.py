@@ -165,6 +165,7 @@ def run(argv=None, save_main_session=True):
     config = TrainingConfig(
         model=opt.model,
         loss=opt.loss,
+        normalization=opt.normalization,
         sparsity=opt.sparsity,
         beta=opt.beta,
         latent_dim=opt.latent_dim,
@@ -247,7 +248,9 @@ def run(argv=None, save_main_session=True):
             f"{counts['train']} for training, {counts['validation']} for validation. See the "
             f"reasons in {artifacts.join(version_dir, 'rejected')}."
         )
-    normalizer = Normalizer.from_stats(stats, config.normalization, sizes=[f.size for f in spec.features])
+    normalizer = Normalizer.from_stats(
+        stats, config.resolved_normalization, sizes=[f.size for f in spec.features]
+    )
     import tensorflow as tf
 
     staged = {

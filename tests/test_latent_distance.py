@@ -100,3 +100,52 @@ def test_latent_distance_finds_extreme_rows_that_reconstruct_well(tmp_path, rng,
     assert auc(error, "off") > 0.95
     # Normal rows: distances of a 2-D standard normal (median sqrt(2 ln 2) = 1.18).
     assert 0.9 < np.median(distance[normal]) < 1.5
+
+
+def test_minmax_normalization_keeps_an_error_for_rows_beyond_the_training_range(tmp_path, rng):
+    """A sigmoid output cannot leave the range the training rows span: rows far
+    out along the normal rows' plane keep a reconstruction error, where a linear
+    output extrapolates to them (the test above)."""
+    x_train, x_normal, x_far = plane_rows(rng, 3000), plane_rows(rng, 400), plane_rows(rng, 100, scale=4.0)
+    pq.write_table(table(x_train, "train"), tmp_path / "train.parquet")
+    pq.write_table(pa.concat_tables([table(x_normal, "normal"), table(x_far, "far")]), tmp_path / "test.parquet")
+    # Far rows past the training range by a tenth of it in some feature.
+    low, high = x_train.min(axis=0), x_train.max(axis=0)
+    margin = 0.1 * (high - low)
+    beyond = ((x_far < low - margin) | (x_far > high + margin)).any(axis=1)
+    assert 30 < beyond.sum() < 100  # the data leaves both kinds of far row
+    auc = {}
+    for normalization in ("zscore", "minmax"):
+        model_dir, out = tmp_path / f"model-{normalization}", tmp_path / f"out-{normalization}"
+        train.run(
+            [
+                f"--input={tmp_path / 'train.parquet'}",
+                f"--model_dir={model_dir}",
+                "--key_columns=id",
+                "--latent_dim=2",
+                "--hidden_units=32",
+                "--epochs=60",
+                "--n_init=1",
+                f"--normalization={normalization}",
+            ],
+            save_main_session=False,
+        )
+        artifact = load_artifact(str(model_dir))
+        assert artifact.metadata.normalization.method == normalization
+        assert artifact.metadata.hyperparameters["normalization"] == normalization
+        output = artifact.model.get_layer("reconstruction")
+        assert output.activation.__name__ == ("sigmoid" if normalization == "minmax" else "linear")
+        score.run(
+            [f"--input={tmp_path / 'test.parquet'}", f"--model_dir={model_dir}", f"--output={out}"],
+            save_main_session=False,
+        )
+        scores = pq.read_table(str(out / "scores"))
+        error = dict(zip(scores["id"].to_pylist(), scores["reconstruction_error"].to_numpy(), strict=True))
+        normal = [error[f"normal-{i}"] for i in range(len(x_normal))]
+        far = np.array([error[f"far-{i}"] for i in range(len(x_far))])
+        auc[normalization] = {
+            "beyond": roc_auc_score([0] * len(normal) + [1] * beyond.sum(), normal + list(far[beyond])),
+            "all far": roc_auc_score([0] * len(normal) + [1] * len(far), normal + list(far)),
+        }
+    assert auc["minmax"]["beyond"] > 0.97 > 0.85 > auc["zscore"]["beyond"], auc
+    assert auc["minmax"]["all far"] > auc["zscore"]["all far"] + 0.1, auc

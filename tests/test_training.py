@@ -46,6 +46,9 @@ def stage(tmp_path, name, x, chunk=37):
         ({"contamination": 1.0}, "contamination"),
         ({"init": "pca"}, "init"),
         ({"min_improvement": 1.0}, "min_improvement"),
+        ({"normalization": "robust"}, "normalization"),
+        ({"loss": "bce", "normalization": "zscore"}, "normalization"),
+        ({"model": "pca", "normalization": "minmax"}, "normalization"),
     ],
 )
 def test_config_rejects_out_of_range_values(kwargs, name):
