@@ -108,7 +108,9 @@ def test_minmax_normalization_keeps_an_error_for_rows_beyond_the_training_range(
     output extrapolates to them (the test above)."""
     x_train, x_normal, x_far = plane_rows(rng, 3000), plane_rows(rng, 400), plane_rows(rng, 100, scale=4.0)
     pq.write_table(table(x_train, "train"), tmp_path / "train.parquet")
-    pq.write_table(pa.concat_tables([table(x_normal, "normal"), table(x_far, "far")]), tmp_path / "test.parquet")
+    pq.write_table(
+        pa.concat_tables([table(x_normal, "normal"), table(x_far, "far")]), tmp_path / "test.parquet"
+    )
     # Far rows past the training range by a tenth of it in some feature.
     low, high = x_train.min(axis=0), x_train.max(axis=0)
     margin = 0.1 * (high - low)

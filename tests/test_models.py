@@ -4,7 +4,7 @@ import pytest
 
 from autoenc.errors import ConfigError
 from autoenc.models import BUILDERS, DECODER, LATENT_LAYER, build_pca, build_sparse, build_vae, scoring_model
-from autoenc.training import MODEL_KINDS
+from autoenc.training import MODEL_KINDS, TrainingConfig, build_model
 
 
 def test_every_kind_has_a_builder_with_the_shared_contract():
@@ -19,6 +19,21 @@ def test_every_kind_has_a_builder_with_the_shared_contract():
         assert tuple(latent.shape) == (None, 2), kind
         assert tuple(reconstruction.shape) == (None, 60), kind
         assert model.get_layer(LATENT_LAYER) is not None
+
+
+@pytest.mark.parametrize("kind", [k for k in MODEL_KINDS if k != "pca"])
+def test_minmax_normalization_bounds_every_kinds_output(kind):
+    """--normalization minmax: a sigmoid output, so reconstructions stay in [0, 1]
+    (the training range) even for inputs far outside it; zscore: linear."""
+    shape = {"conv": (6, 5, 2), "lstm": (10, 6)}.get(kind)
+    x = np.random.default_rng(0).normal(scale=50.0, size=(16, 60)).astype(np.float32)
+    for normalization, bounded in (("minmax", True), ("zscore", False)):
+        config = TrainingConfig(
+            model=kind, latent_dim=2, hidden_units=(8,), loss="mse", normalization=normalization
+        )
+        _, reconstruction = scoring_model(build_model(config, 60, shape)).predict(x, verbose=0)
+        inside = (reconstruction >= 0).all() and (reconstruction <= 1).all()
+        assert inside == bounded, (kind, normalization, reconstruction.min(), reconstruction.max())
 
 
 def test_vae_samples_in_training_and_passes_the_mean_otherwise():
