@@ -50,24 +50,33 @@ def table(x, prefix):
     return pa.table(columns)
 
 
-@pytest.mark.parametrize("kind", ["pca", "dense"])
-def test_latent_distance_finds_extreme_rows_that_reconstruct_well(tmp_path, rng, kind):
-    pq.write_table(table(plane_rows(rng, 3000), "train"), tmp_path / "train.parquet")
-    extra = ["--hidden_units=32", "--epochs=60", "--n_init=1"] if kind == "dense" else []
+def train_and_score(tmp_path, name, kind, *extra):
+    """Trains a 2-wide ``kind`` model on ``train.parquet`` and scores
+    ``test.parquet`` with it: (the artifact, the scores table)."""
+    model_dir, out = tmp_path / f"model-{name}", tmp_path / f"out-{name}"
+    dense = ["--hidden_units=32", "--epochs=60", "--n_init=1"] if kind == "dense" else []
     train.run(
         [
             f"--input={tmp_path / 'train.parquet'}",
-            f"--model_dir={tmp_path / 'model'}",
+            f"--model_dir={model_dir}",
             "--key_columns=id",
             f"--model={kind}",
             "--latent_dim=2",
+            *dense,
             *extra,
         ],
         save_main_session=False,
     )
-    meta = load_artifact(str(tmp_path / "model")).metadata
-    # Every normal row was in the estimate (fewer than LATENT_TRAIN_ROWS).
-    assert meta.latent_distribution.rows == meta.rows["used"] == 3000
+    score.run(
+        [f"--input={tmp_path / 'test.parquet'}", f"--model_dir={model_dir}", f"--output={out}"],
+        save_main_session=False,
+    )
+    return load_artifact(str(model_dir)), pq.read_table(str(out / "scores"))
+
+
+@pytest.mark.parametrize("kind", ["pca", "dense"])
+def test_latent_distance_finds_extreme_rows_that_reconstruct_well(tmp_path, rng, kind):
+    pq.write_table(table(plane_rows(rng, 3000), "train"), tmp_path / "train.parquet")
     test = pa.concat_tables(
         [
             table(plane_rows(rng, 400), "normal"),
@@ -76,15 +85,10 @@ def test_latent_distance_finds_extreme_rows_that_reconstruct_well(tmp_path, rng,
         ]
     )
     pq.write_table(test, tmp_path / "test.parquet")
-    score.run(
-        [
-            f"--input={tmp_path / 'test.parquet'}",
-            f"--model_dir={tmp_path / 'model'}",
-            f"--output={tmp_path / 'out'}",
-        ],
-        save_main_session=False,
-    )
-    scores = pq.read_table(str(tmp_path / "out" / "scores"))
+    artifact, scores = train_and_score(tmp_path, kind, kind)
+    meta = artifact.metadata
+    # Every normal row was in the estimate (fewer than LATENT_TRAIN_ROWS).
+    assert meta.latent_distribution.rows == meta.rows["used"] == 3000
     kind_of = np.array([i.split("-")[0] for i in scores["id"].to_pylist()])
     distance = scores["latent_distance"].to_numpy()
     error = scores["reconstruction_error"].to_numpy()
@@ -118,30 +122,13 @@ def test_minmax_normalization_keeps_an_error_for_rows_beyond_the_training_range(
     assert 30 < beyond.sum() < 100  # the data leaves both kinds of far row
     auc = {}
     for normalization in ("zscore", "minmax"):
-        model_dir, out = tmp_path / f"model-{normalization}", tmp_path / f"out-{normalization}"
-        train.run(
-            [
-                f"--input={tmp_path / 'train.parquet'}",
-                f"--model_dir={model_dir}",
-                "--key_columns=id",
-                "--latent_dim=2",
-                "--hidden_units=32",
-                "--epochs=60",
-                "--n_init=1",
-                f"--normalization={normalization}",
-            ],
-            save_main_session=False,
+        artifact, scores = train_and_score(
+            tmp_path, normalization, "dense", f"--normalization={normalization}"
         )
-        artifact = load_artifact(str(model_dir))
         assert artifact.metadata.normalization.method == normalization
         assert artifact.metadata.hyperparameters["normalization"] == normalization
         output = artifact.model.get_layer("reconstruction")
         assert output.activation.__name__ == ("sigmoid" if normalization == "minmax" else "linear")
-        score.run(
-            [f"--input={tmp_path / 'test.parquet'}", f"--model_dir={model_dir}", f"--output={out}"],
-            save_main_session=False,
-        )
-        scores = pq.read_table(str(out / "scores"))
         error = dict(zip(scores["id"].to_pylist(), scores["reconstruction_error"].to_numpy(), strict=True))
         normal = [error[f"normal-{i}"] for i in range(len(x_normal))]
         far = np.array([error[f"far-{i}"] for i in range(len(x_far))])
