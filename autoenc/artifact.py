@@ -30,6 +30,7 @@ import datetime
 import json
 import math
 import os
+import re
 import secrets
 import tempfile
 from typing import Any
@@ -184,7 +185,7 @@ class ArtifactMetadata:
             normalization=Normalizer(mean=arrays["mean"], scale=arrays["scale"], method=method),
             threshold=float(value),
             threshold_method={k: v for k, v in threshold.items() if k != "value"},
-            validation_error_quantiles=check.get(d, "validation_error_quantiles", list),
+            validation_error_quantiles=_quantiles(check, d),
             history=check.get(d, "history", dict),
             rows=check.get(d, "rows", dict),
             input=check.get(d, "input", dict),
@@ -297,6 +298,11 @@ def _write_text(path: str, text: str) -> None:
 def write_artifact(model_dir: str, version: str, model, metadata: ArtifactMetadata) -> ModelArtifact:
     """Writes a version, checks it loads, then points ``LATEST`` at it.
 
+    ``metadata.json`` is written last, by a write-then-rename, and a version
+    is listed (``list_versions``) only once it is there: a crash at any moment
+    leaves either no listed version or a complete one. If the version does
+    not load back, its files are deleted before the error is raised.
+
     Args:
         model_dir: the model directory (created if needed).
         version: the version name (``new_version()``); its directory may already
@@ -307,18 +313,57 @@ def write_artifact(model_dir: str, version: str, model, metadata: ArtifactMetada
     Returns:
         The artifact as loaded back from disk.
     """
+    check_version_name(version)
     gfile = _gfile()
     path = join(model_dir, version)
     gfile.makedirs(path)
     _save_keras(model, join(path, MODEL_FILE))
-    _write_text(join(path, METADATA_FILE), metadata.to_json())
-    artifact = load_artifact(model_dir, version=version)
-    # Atomic on local and POSIX-like filesystems (rename); on object stores a
-    # single-object write is atomic by itself.
-    tmp = join(model_dir, f".{LATEST_FILE}.{secrets.token_hex(4)}.tmp")
-    _write_text(tmp, version + "\n")
-    gfile.rename(tmp, join(model_dir, LATEST_FILE), overwrite=True)
+    _replace_text(join(path, METADATA_FILE), metadata.to_json())
+    try:
+        artifact = load_artifact(model_dir, version=version)
+    except Exception:
+        for name in (METADATA_FILE, MODEL_FILE):
+            if gfile.exists(join(path, name)):
+                gfile.remove(join(path, name))
+        raise
+    _replace_text(join(model_dir, LATEST_FILE), version + "\n")
     return artifact
+
+
+def _replace_text(path: str, text: str) -> None:
+    """Writes a file whole: to a temporary name, then renamed over ``path``
+    (atomic on local and POSIX-like filesystems; on object stores a single
+    object write is atomic by itself)."""
+    directory, name = path.rsplit("/", 1) if "/" in path else (".", path)
+    tmp = join(directory, f".{name}.{secrets.token_hex(4)}.tmp")
+    _write_text(tmp, text)
+    _gfile().rename(tmp, path, overwrite=True)
+
+
+# A version name: letters, digits, '.', '_' and '-', not starting with '.'
+# (what new_version() makes, and what a user may pass as --model_version).
+_VERSION_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}")
+
+
+def check_version_name(version: str, *, where: str = "--model_version") -> None:
+    """Refuses a version name that is not a plain directory name (``../x``,
+    ``a/b``, an empty or hidden name), so a version can never point outside
+    its model directory.
+
+    Raises:
+        ArtifactError: naming the value and what a version name may hold.
+
+    Example:
+        >>> check_version_name("../../etc")
+        Traceback (most recent call last):
+        ...
+        autoenc.errors.ArtifactError: --model_version '../../etc' is not a model version name: a version name is letters, digits, '.', '_' and '-' (not starting with '.'), like 20261126T171500Z-3f9a1c.
+    """
+    if not isinstance(version, str) or not _VERSION_NAME.fullmatch(version):
+        raise ArtifactError(
+            f"{where} {version!r} is not a model version name: a version name is letters, digits, "
+            "'.', '_' and '-' (not starting with '.'), like 20261126T171500Z-3f9a1c."
+        )
 
 
 def list_versions(model_dir: str) -> list[str]:
@@ -357,6 +402,9 @@ def resolve_version(model_dir: str, version: str | None = None) -> str:
             raise ArtifactError(
                 f"{latest} is empty; it should name a model version. Retrain, or pass --model_version."
             )
+        check_version_name(version, where=f"{latest} names")
+    else:
+        check_version_name(version)
     if not gfile.isdir(join(model_dir, version)):
         raise ArtifactError(
             f"Model version {version} does not exist in {model_dir}. Versions there: "
@@ -423,6 +471,22 @@ def _load_keras(model_path: str):
         local = os.path.join(tmp, MODEL_FILE)
         _gfile().copy(model_path, local)
         return keras.saving.load_model(local, compile=False, safe_mode=True)
+
+
+def _quantiles(check, d: dict) -> list[float]:
+    """``validation_error_quantiles``: at least 2 finite, non-decreasing numbers
+    >= 0, at evenly spaced levels from 0 to 1 (autoenc writes the 101
+    percentiles; anomaly_score, drift and score-time thresholds interpolate in them)."""
+    value = check.get(d, "validation_error_quantiles", list)
+    ok = len(value) >= 2 and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+    if ok:
+        q = np.asarray(value, dtype=np.float64)
+        ok = bool(np.isfinite(q).all() and (q >= 0).all() and (np.diff(q) >= 0).all())
+    if not ok:
+        check.fail(
+            "validation_error_quantiles", "at least 2 finite, non-decreasing numbers >= 0 (quantiles)", value
+        )
+    return [float(v) for v in value]
 
 
 def _latent_distribution(check, d: dict, latent_dim: int):

@@ -20,3 +20,11 @@ class ArtifactError(AutoencError):
 
 class ConfigError(AutoencError, ValueError):
     """A hyperparameter or option has a value outside its valid range."""
+
+
+class BusyError(AutoencError):
+    """Another run holds the output (or model version) this run would write."""
+
+
+class ReconciliationError(AutoencError):
+    """Row counts that must agree do not: rows were lost or duplicated; nothing was committed."""

@@ -44,7 +44,7 @@ def metrics(labels: np.ndarray, scores: np.ndarray, *, threshold: float, k: int 
     from sklearn.metrics import average_precision_score, roc_auc_score
 
     labels = np.asarray(labels, dtype=bool)
-    scores = np.asarray(scores, dtype=np.float64)
+    scores = finite_scores(scores)
     n_anomalous = int(labels.sum())
     if n_anomalous in (0, len(labels)):
         raise ConfigError(
@@ -69,6 +69,19 @@ def metrics(labels: np.ndarray, scores: np.ndarray, *, threshold: float, k: int 
             "fn": int((~flagged & labels).sum()),
         },
     }
+
+
+def finite_scores(scores) -> np.ndarray:
+    """Scores with +inf (a row beyond the model's float32 range) replaced by
+    the largest float64, which ranks them the same (highest, tied) and which
+    scikit-learn's metrics accept.
+
+    Example:
+        >>> finite_scores(np.array([1.0, np.inf])).tolist() == [1.0, np.finfo(np.float64).max]
+        True
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    return np.where(np.isposinf(scores), np.finfo(np.float64).max, scores)
 
 
 def threshold_for_count(scores: np.ndarray, count: int) -> float:

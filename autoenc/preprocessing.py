@@ -1,7 +1,7 @@
 """Normalization statistics: fit on parts of the data, merge, transform.
 
-``MomentStats`` holds count, mean, sum of squared deviations, minimum and
-maximum per feature. Partial results from any split of the data merge into the
+``MomentStats`` holds count, mean, standard deviation, minimum and maximum
+per feature. Partial results from any split of the data merge into the
 same statistics numpy computes on the whole (up to float rounding), which is what
 lets a Beam ``CombineFn`` compute them in parallel.
 
@@ -23,21 +23,36 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 
 
+def _power_of_two_at_least(x: np.ndarray) -> np.ndarray:
+    """Per column, a power of two >= ``x`` (1 where ``x`` is 0 or not finite):
+    dividing by it is exact, and brings values into [-1, 1]."""
+    x = np.asarray(x, dtype=np.float64)
+    good = np.isfinite(x) & (x > 0)
+    exponent = np.zeros(x.shape, dtype=np.int64)
+    exponent[good] = np.frexp(x[good])[1]
+    return np.ldexp(1.0, exponent)
+
+
 @dataclasses.dataclass(frozen=True)
 class MomentStats:
     """Mergeable per-feature statistics of a set of rows.
 
+    No intermediate result overflows: every finite float64 input gives finite
+    statistics (a sum of squares of values near 1e200 would be infinite, so
+    columns whose plain sums overflow are computed in units of a power of two
+    at least their largest magnitude, and merges always are).
+
     Attributes:
         count: number of rows.
         mean: float64 [n_features].
-        m2: float64 [n_features], sum of squared deviations from the mean.
+        std: float64 [n_features], population standard deviation (ddof=0).
         minimum: float64 [n_features] (+inf when empty).
         maximum: float64 [n_features] (-inf when empty).
     """
 
     count: int
     mean: np.ndarray
-    m2: np.ndarray
+    std: np.ndarray
     minimum: np.ndarray
     maximum: np.ndarray
 
@@ -48,18 +63,33 @@ class MomentStats:
 
     @classmethod
     def from_array(cls, x: np.ndarray) -> MomentStats:
-        """Statistics of the rows of ``x`` (shape [rows, n_features])."""
+        """Statistics of the rows of ``x`` (shape [rows, n_features], finite values)."""
         x = np.asarray(x, dtype=np.float64)
         if len(x) == 0:
             return cls.empty(x.shape[1])
-        mean = x.mean(axis=0)
-        # Two-pass sum of squares: stable where the naive E[x^2] - E[x]^2 is not.
-        m2 = ((x - mean) ** 2).sum(axis=0)
-        return cls(len(x), mean, m2, x.min(axis=0), x.max(axis=0))
+        with np.errstate(over="ignore", invalid="ignore"):
+            mean = x.mean(axis=0)
+            # Two-pass sum of squares: stable where the naive E[x^2] - E[x]^2 is not.
+            deviation = x - mean
+            std = np.sqrt((deviation * deviation).mean(axis=0))
+        overflowed = ~(np.isfinite(mean) & np.isfinite(std))
+        if overflowed.any():
+            # The same in units of a power of two at least the column's largest
+            # magnitude: every intermediate value is at most 1 in size.
+            part = x[:, overflowed]
+            unit = _power_of_two_at_least(np.abs(part).max(axis=0))
+            scaled = part / unit
+            scaled_mean = scaled.mean(axis=0)
+            scaled_deviation = scaled - scaled_mean
+            mean[overflowed] = scaled_mean * unit
+            std[overflowed] = np.sqrt((scaled_deviation * scaled_deviation).mean(axis=0)) * unit
+        return cls(len(x), mean, std, x.min(axis=0), x.max(axis=0))
 
     @classmethod
     def merge(cls, parts: Iterable[MomentStats]) -> MomentStats:
-        """Combines statistics of disjoint row sets (Chan et al.'s pairwise update)."""
+        """Combines statistics of disjoint row sets, in the order given (Chan et
+        al.'s pairwise update). Floating-point results depend on the order:
+        merge in a fixed order for reproducible statistics."""
         parts = list(parts)
         if not parts:
             raise ValueError("MomentStats.merge needs at least one part.")
@@ -74,21 +104,58 @@ class MomentStats:
         if self.count == 0:
             return other
         n = self.count + other.count
-        delta = other.mean - self.mean
-        mean = self.mean + delta * (other.count / n)
-        m2 = self.m2 + other.m2 + delta**2 * (self.count * other.count / n)
+        # In units of a power of two at least every magnitude involved, so that
+        # the squared difference of means cannot overflow.
+        unit = _power_of_two_at_least(
+            np.maximum.reduce([np.abs(self.mean), np.abs(other.mean), self.std, other.std])
+        )
+        mean_a, mean_b = self.mean / unit, other.mean / unit
+        std_a, std_b = self.std / unit, other.std / unit
+        delta = mean_b - mean_a
+        mean = mean_a + delta * (other.count / n)
+        variance = (
+            self.count * std_a**2 + other.count * std_b**2 + delta**2 * (self.count * other.count / n)
+        ) / n
         return MomentStats(
             n,
-            mean,
-            m2,
+            mean * unit,
+            np.sqrt(variance) * unit,
             np.minimum(self.minimum, other.minimum),
             np.maximum(self.maximum, other.maximum),
         )
 
-    @property
-    def std(self) -> np.ndarray:
-        """Population standard deviation per feature (numpy's default, ddof=0)."""
-        return np.sqrt(self.m2 / max(self.count, 1))
+    def to_array(self) -> np.ndarray:
+        """float64 [1 + 4 * n_features]: count, mean, std, minimum, maximum."""
+        return np.concatenate([[float(self.count)], self.mean, self.std, self.minimum, self.maximum])
+
+    @classmethod
+    def from_array_form(cls, values: np.ndarray) -> MomentStats:
+        """The inverse of ``to_array``."""
+        values = np.asarray(values, dtype=np.float64)
+        width = (len(values) - 1) // 4
+        if len(values) != 1 + 4 * width:
+            raise ValueError(f"not a MomentStats array: {len(values)} values")
+        parts = values[1:].reshape(4, width)
+        return cls(int(values[0]), parts[0].copy(), parts[1].copy(), parts[2].copy(), parts[3].copy())
+
+
+# A feature whose spread (standard deviation, or range for minmax) is below
+# this share of its magnitude counts as constant and is scaled by that share
+# of its magnitude instead: storing the value as float32 alone moves it by up
+# to 6e-8 of its magnitude, which divided by a spread of float rounding (1e-17)
+# would flag every row. A changed constant still stands out (a change of 1 %
+# is 10,000 units).
+CONSTANT_RTOL = 1e-6
+
+
+def _spread_floor(spread: np.ndarray, minimum: np.ndarray, maximum: np.ndarray) -> np.ndarray:
+    """``spread``, at least ``CONSTANT_RTOL`` times the magnitude; 1 for an all-zero feature."""
+    with np.errstate(invalid="ignore"):
+        magnitude = np.maximum(np.abs(minimum), np.abs(maximum))
+    magnitude = np.where(np.isfinite(magnitude), magnitude, 0.0)
+    floor = CONSTANT_RTOL * magnitude
+    scale = np.where(spread > floor, spread, floor)
+    return np.where(scale > 0, scale, 1.0)
 
 
 NORMALIZATIONS = ("zscore", "minmax")
@@ -98,11 +165,14 @@ NORMALIZATIONS = ("zscore", "minmax")
 class Normalizer:
     """Normalization ``(x - mean) / scale``, per model input value.
 
-    ``zscore``: ``mean`` is the mean and ``scale`` the standard deviation (1 for
-    a constant value, which then normalizes to 0). ``minmax``: ``mean`` is the
-    minimum and ``scale`` the range, so training values land in [0, 1] (what a
-    binary cross-entropy loss needs); the values of one tensor feature (an image)
-    share one minimum and one range, so the image is scaled as a whole.
+    ``zscore``: ``mean`` is the mean and ``scale`` the standard deviation.
+    ``minmax``: ``mean`` is the minimum and ``scale`` the range, so training
+    values land in [0, 1] (what a binary cross-entropy loss needs); the values
+    of one tensor feature (an image) share one minimum and one range, so the
+    image is scaled as a whole. A constant value (a spread under
+    ``CONSTANT_RTOL`` of its magnitude) is scaled by ``CONSTANT_RTOL`` times
+    its magnitude (1 when it is 0), so it normalizes to 0 and float32 rounding
+    of it stays far below 1.
 
     Attributes:
         mean: float64 [width].
@@ -127,8 +197,8 @@ class Normalizer:
                 feature share a minimum and a range); ``None``: one value each.
         """
         if method == "zscore":
-            std = stats.std
-            return cls(mean=stats.mean.copy(), scale=np.where(std > 0, std, 1.0), method=method)
+            scale = _spread_floor(stats.std, stats.minimum, stats.maximum)
+            return cls(mean=stats.mean.copy(), scale=scale, method=method)
         if method != "minmax":
             raise ValueError(f"method must be one of {NORMALIZATIONS}. Received: {method!r}")
         sizes = list(sizes) if sizes is not None else [1] * len(stats.mean)
@@ -140,15 +210,164 @@ class Normalizer:
             part = slice(start, start + size)
             low[part], high[part] = stats.minimum[part].min(), stats.maximum[part].max()
             start += size
-        span = high - low
-        return cls(mean=low, scale=np.where(span > 0, span, 1.0), method=method)
+        with np.errstate(over="ignore"):
+            span = high - low
+        if not np.isfinite(span).all():
+            raise ValueError(
+                "the range of a feature's training values is larger than float64 can hold; "
+                "use --normalization zscore"
+            )
+        return cls(mean=low, scale=_spread_floor(span, low, high), method=method)
 
     def transform(self, x: np.ndarray) -> np.ndarray:
-        """Raw float64 rows -> float32 normalized rows, the model's input."""
-        out = np.subtract(x, self.mean, dtype=np.float64)
-        out /= self.scale
-        return out.astype(np.float32)
+        """Raw float64 rows -> float32 normalized rows, the model's input.
+
+        A value whose normalized size is beyond float32's range (about 3.4e38)
+        becomes +-inf: callers decide what such a row means (``Scorer`` flags it).
+        """
+        with np.errstate(over="ignore", invalid="ignore"):
+            out = np.subtract(x, self.mean, dtype=np.float64)
+            out /= self.scale
+            return out.astype(np.float32)
 
     def inverse_transform(self, z: np.ndarray) -> np.ndarray:
         """Normalized rows -> float64 rows in raw units."""
         return np.asarray(z, dtype=np.float64) * self.scale + self.mean
+
+
+# A training value farther than this many robust spreads from its feature's
+# median is too extreme to train on (``ExtremeBounds``).
+EXTREME_SPREADS = 1e6
+
+
+@dataclasses.dataclass(frozen=True)
+class ExtremeBounds:
+    """Per feature, the range outside which a training value is too extreme to
+    train on: the median plus or minus ``spreads`` robust spreads.
+
+    One value far out (1e200 among values near 1) would otherwise dominate the
+    mean and the standard deviation, so every other row normalizes to about 0
+    and the model learns nothing. The medians and spreads come from a sample of
+    the rows taken before the statistics. The spread is the interquartile range
+    (the range, then the median's size, then 1, where that is 0), and the
+    default of a million spreads lets any heavy tail of real data through.
+
+    Attributes:
+        names: the feature names, in model order.
+        median: float64 [n_features], one per feature (a tensor feature's
+            values pooled).
+        spread: float64 [n_features], positive.
+        spreads: the multiple of the spread that bounds a value.
+        sample_rows: rows the medians and spreads were estimated from.
+
+    Example:
+        >>> x = np.column_stack([np.arange(100.0), np.ones(100)])
+        >>> bounds = ExtremeBounds.from_sample(x, ["a", "b"], sizes=[1, 1], spreads=10)
+        >>> bounds.low.tolist(), bounds.high.tolist()
+        ([-445.5, -9.0], [544.5, 11.0])
+        >>> [(mask.tolist(), text) for mask, text in bounds.check(np.array([[1.0, 1.0], [1e200, 1.0]]))]
+        [([False, True], "column 'a' is 1e+200, beyond [-445.5, 544.5] (its median 49.5 +- 10 spreads of 49.5): too extreme to train on")]
+    """
+
+    names: tuple[str, ...]
+    median: np.ndarray
+    spread: np.ndarray
+    spreads: float
+    sample_rows: int
+    sizes: tuple[int, ...] = ()
+
+    @classmethod
+    def from_sample(
+        cls,
+        sample: np.ndarray,
+        names: Sequence[str],
+        *,
+        sizes: Sequence[int],
+        spreads: float = EXTREME_SPREADS,
+    ) -> ExtremeBounds:
+        """Bounds from sampled raw rows [n, width] (non-finite values ignored)."""
+        sample = np.asarray(sample, dtype=np.float64)
+        medians, spread_values = [], []
+        start = 0
+        for size in sizes:
+            values = sample[:, start : start + size].ravel()
+            start += size
+            values = values[np.isfinite(values)]
+            if not len(values):
+                medians.append(0.0)
+                spread_values.append(np.inf)
+                continue
+            q25, median, q75 = np.percentile(values, [25, 50, 75])
+            spread = q75 - q25
+            for fallback in (values.max() - values.min(), abs(median), 1.0):
+                if spread > 0 and np.isfinite(spread):
+                    break
+                spread = fallback
+            medians.append(float(median))
+            spread_values.append(float(spread))
+        return cls(
+            names=tuple(names),
+            median=np.asarray(medians),
+            spread=np.asarray(spread_values),
+            spreads=float(spreads),
+            sample_rows=int(len(sample)),
+            sizes=tuple(int(s) for s in sizes),
+        )
+
+    @property
+    def low(self) -> np.ndarray:
+        with np.errstate(over="ignore", invalid="ignore"):
+            return np.where(np.isfinite(self.spread), self.median - self.spreads * self.spread, -np.inf)
+
+    @property
+    def high(self) -> np.ndarray:
+        with np.errstate(over="ignore", invalid="ignore"):
+            return np.where(np.isfinite(self.spread), self.median + self.spreads * self.spread, np.inf)
+
+    def check(self, features: np.ndarray) -> list[tuple[np.ndarray, str]]:
+        """(row mask, reason) for rows of raw features [n, width] with a value
+        outside the bounds; one reason per row (its first such value)."""
+        features = np.asarray(features, dtype=np.float64)
+        n = len(features)
+        low, high = self.low, self.high
+        problems: list[tuple[np.ndarray, str]] = []
+        flagged = np.zeros(n, dtype=bool)
+        start = 0
+        for j, (name, size) in enumerate(zip(self.names, self.sizes, strict=True)):
+            values = features[:, start : start + size]
+            start += size
+            with np.errstate(invalid="ignore"):
+                outside = (values < low[j]) | (values > high[j])
+            rows = np.flatnonzero(outside.any(axis=1) & ~flagged)
+            for i in rows:
+                position = int(np.flatnonzero(outside[i])[0])
+                where = f" (value {position} of it)" if size > 1 else ""
+                mask = np.zeros(n, dtype=bool)
+                mask[i] = True
+                flagged[i] = True
+                problems.append(
+                    (
+                        mask,
+                        f"column '{name}' is {values[i, position]:.6g}{where}, beyond "
+                        f"[{low[j]:.6g}, {high[j]:.6g}] (its median {self.median[j]:.6g} +- "
+                        f"{self.spreads:g} spreads of {self.spread[j]:.6g}): too extreme to train on",
+                    )
+                )
+        return problems
+
+    def to_dict(self) -> dict:
+        """For metadata.json (an infinite bound, where nothing was sampled, is ``None``)."""
+
+        def number(x):
+            return float(x) if np.isfinite(x) else None
+
+        return {
+            "spreads": number(self.spreads),
+            "sample_rows": self.sample_rows,
+            "features": {
+                name: {"median": number(m), "spread": number(s), "low": number(lo), "high": number(hi)}
+                for name, m, s, lo, hi in zip(
+                    self.names, self.median, self.spread, self.low, self.high, strict=True
+                )
+            },
+        }

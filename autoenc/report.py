@@ -36,16 +36,21 @@ class Sample:
     """What a report shows of a set of scored rows.
 
     Attributes:
-        errors: every row's reconstruction error.
-        labels: every row's label (True = anomalous), or ``None``.
-        latent: latent vectors of the first ``MAX_POINTS`` rows.
+        errors: every row's reconstruction error (a uniform sample of
+            ``autoenc.reservoir.MAX_ROWS`` rows when there are more: see ``rows``).
+        labels: those rows' labels (True = anomalous), or ``None``.
+        latent: latent vectors of the first ``MAX_POINTS`` rows (NaN for a row
+            beyond the model's float32 range).
         top: the ``TOP_ROWS`` highest-error rows: dicts with ``error``,
             ``anomaly_score``, ``latent_distance``,
             ``values`` (raw features), ``top`` [(feature index, share)], ``label``.
         images: for an image feature, (originals, latents, reconstructions) of
             the first ``IMAGE_ROWS`` rows in normalized units, else ``None``.
-        latent_distances: every row's latent distance, or ``None`` when the
+        latent_distances: the sampled rows' latent distances, or ``None`` when the
             scorer has no latent distribution.
+        extra: other per-row figures given with the chunks, for the sampled rows.
+        rows: rows seen (``len(errors)`` unless they were sampled).
+        latent_errors, latent_labels: errors and labels of the ``latent`` rows.
     """
 
     errors: np.ndarray
@@ -54,10 +59,20 @@ class Sample:
     top: list
     images: tuple | None = None
     latent_distances: np.ndarray | None = None
+    extra: dict = dataclasses.field(default_factory=dict)
+    rows: int = 0
+    latent_errors: np.ndarray | None = None
+    latent_labels: np.ndarray | None = None
 
 
-def collect_sample(chunks, scorer, *, autoencoder=None, with_labels: bool = False) -> Sample:
+def collect_sample(
+    chunks, scorer, *, autoencoder=None, with_labels: bool = False, extra_scores=None, seed: int = 0
+) -> Sample:
     """Scores raw feature chunks and keeps what a report shows.
+
+    Memory is bounded whatever the number of rows: the per-row figures are a
+    uniform sample of at most ``autoenc.reservoir.MAX_ROWS`` rows (every row
+    below that), the latent vectors those of the first ``MAX_POINTS``.
 
     Args:
         chunks: iterable of float64 arrays [n, n_values] of raw features (plus the
@@ -65,28 +80,43 @@ def collect_sample(chunks, scorer, *, autoencoder=None, with_labels: bool = Fals
         scorer: an ``autoenc.scoring.Scorer`` with ``top_k`` > 0 (for top features).
         autoencoder: the Keras model, for reconstructed images; ``None`` for no images.
         with_labels: the chunks carry a label column.
+        extra_scores: a function of a chunk's raw features returning a dict of
+            other per-row figures to keep for the same sampled rows (e.g.
+            baseline methods' scores).
+        seed: seeds the sample.
     """
-    errors, labels, latent, top, distances = [], [], [], [], []
+    from autoenc.reservoir import Reservoir
+
+    kept = Reservoir(seed=seed)
+    latent, latent_errors, latent_labels, top = [], [], [], []
     images = None
-    kept = 0
+    n_latent = 0
     for chunk in chunks:
         features = chunk[:, :-1] if with_labels else chunk
         scores = scorer.score(features)
-        errors.append(scores.reconstruction_error)
+        columns = {"error": scores.reconstruction_error}
         if scores.latent_distance is not None:
-            distances.append(scores.latent_distance)
+            columns["latent_distance"] = scores.latent_distance
         if with_labels:
-            labels.append(chunk[:, -1] > 0.5)
-        if kept < MAX_POINTS:
-            latent.append(scores.latent[: MAX_POINTS - kept])
-            kept += len(latent[-1])
+            columns["label"] = chunk[:, -1] > 0.5
+        if extra_scores is not None:
+            columns.update({f"extra:{k}": v for k, v in extra_scores(features).items()})
+        kept.add(**columns)
+        if n_latent < MAX_POINTS:
+            take = MAX_POINTS - n_latent
+            latent.append(scores.latent[:take])
+            latent_errors.append(scores.reconstruction_error[:take])
+            if with_labels:
+                latent_labels.append(columns["label"][:take])
+            n_latent += len(latent[-1])
         if autoencoder is not None and images is None and len(features):
             from autoenc.models import scoring_model
 
             x = scorer.normalizer.transform(features[:IMAGE_ROWS]).astype(np.float32)
+            x = np.where(np.isfinite(x), x, np.float32(0))
             z, reconstruction = scoring_model(autoencoder)([x], training=False)
             images = (x, np.asarray(z), np.asarray(reconstruction).reshape(len(x), -1))
-        order = np.argsort(-scores.reconstruction_error)[:TOP_ROWS]
+        order = np.argsort(-scores.reconstruction_error, kind="stable")[:TOP_ROWS]
         for i in order:
             top.append(
                 {
@@ -105,13 +135,18 @@ def collect_sample(chunks, scorer, *, autoencoder=None, with_labels: bool = Fals
                 }
             )
         top = sorted(top, key=lambda row: -row["error"])[:TOP_ROWS]
+    sampled = kept.columns()
     return Sample(
-        errors=np.concatenate(errors) if errors else np.zeros(0),
-        labels=np.concatenate(labels) if with_labels and labels else None,
+        errors=sampled.get("error", np.zeros(0)),
+        labels=sampled.get("label", np.zeros(0, bool)) if with_labels else None,
         latent=np.concatenate(latent) if latent else np.zeros((0, 0), np.float32),
         top=top,
         images=images,
-        latent_distances=np.concatenate(distances) if distances else None,
+        latent_distances=sampled.get("latent_distance"),
+        extra={k.removeprefix("extra:"): v for k, v in sampled.items() if k.startswith("extra:")},
+        rows=kept.rows,
+        latent_errors=np.concatenate(latent_errors) if latent_errors else np.zeros(0),
+        latent_labels=np.concatenate(latent_labels) if latent_labels else None,
     )
 
 
@@ -161,6 +196,10 @@ def histogram_figure(
 ) -> str:
     fig = _figure()
     ax = fig.add_subplot()
+    finite = np.isfinite(errors)
+    if not finite.all():
+        # Rows beyond the model's float32 range (error +inf) cannot be drawn.
+        errors, labels = errors[finite], None if labels is None else labels[finite]
     bins, log = _bins(errors)
     if labels is None:
         ax.hist(errors, bins=bins, color="#4c72b0", label=what)
@@ -185,6 +224,11 @@ def latent_figure(
     ax = fig.add_subplot()
     n = len(latent)
     errors, labels = errors[:n], None if labels is None else labels[:n]
+    # Rows beyond the model's float32 range have no latent to draw.
+    drawable = np.isfinite(latent).all(axis=1) & np.isfinite(errors)
+    if not drawable.all():
+        latent, errors = latent[drawable], errors[drawable]
+        labels = None if labels is None else labels[drawable]
     width = latent.shape[1]
     if width == 1:
         x, y, how = latent[:, 0], errors, "the 1-wide latent (x) against the reconstruction error (y)"
@@ -263,9 +307,12 @@ def top_images_figure(top: list, shape: tuple[int, ...]) -> str:
 def curves_figure(labels: np.ndarray, scores: dict) -> str:
     from sklearn.metrics import precision_recall_curve, roc_curve
 
+    from autoenc.evaluation import finite_scores
+
     fig = _figure(9.0, 3.8)
     roc, pr = fig.subplots(1, 2)
     for name, values in scores.items():
+        values = finite_scores(values)
         fpr, tpr, _ = roc_curve(labels, values)
         roc.plot(fpr, tpr, label=name)
         precision, recall, _ = precision_recall_curve(labels, values)
@@ -374,7 +421,11 @@ def render(
             f"{len(sample.errors)} {what}; rows right of the dashed line are flagged as anomalies.",
         )
     if sample.latent.size:
-        uri, how = latent_figure(sample.latent, sample.errors, sample.labels)
+        uri, how = latent_figure(
+            sample.latent,
+            sample.errors if sample.latent_errors is None else sample.latent_errors,
+            sample.labels if sample.latent_errors is None else sample.latent_labels,
+        )
         figure("Latent space", uri, "latent space scatter plot", f"{len(sample.latent)} {what}: {how}.")
     if sample.images is not None and shape:
         figure(

@@ -15,21 +15,38 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from collections.abc import Sequence
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from autoenc.errors import InputError
 
-# Column names that autoenc adds to its outputs; an input column of the same name
-# would be overwritten, so it is refused up front.
-SCORE_COLUMNS = ("latent", "reconstruction_error", "is_anomaly")
+# Column names that autoenc adds to its outputs (every column
+# ``autoenc.scoring.score_fields`` can write, and the rejected rows' own): an
+# input column of the same name that would be copied next to them is refused
+# up front, since a Parquet file with two columns of one name is unreadable.
+SCORE_COLUMNS = (
+    "latent",
+    "latent_distance",
+    "reconstruction_error",
+    "anomaly_score",
+    "is_anomaly",
+    "top_features",
+    "error_map",
+)
 REJECTED_COLUMNS = ("reason", "source_file", "source_row")
 
 
 def is_numeric(arrow_type: pa.DataType) -> bool:
-    """True for the Arrow types a scalar feature may have: integers and floating point."""
-    return pa.types.is_integer(arrow_type) or pa.types.is_floating(arrow_type)
+    """True for the Arrow types a scalar feature may have: integers, floating
+    point and decimals (Spark and Java tools write money as decimals); all are
+    read as float64."""
+    return (
+        pa.types.is_integer(arrow_type) or pa.types.is_floating(arrow_type) or pa.types.is_decimal(arrow_type)
+    )
 
 
 def _is_list(arrow_type: pa.DataType) -> bool:
@@ -128,10 +145,14 @@ class FeatureSpec:
     Attributes:
         features: model inputs, in the order the model sees them.
         key_columns: columns copied to the scores to identify each row.
+        excluded: (column, why) for numeric columns left out of the default
+            features because they look like identifiers or timestamps
+            (``not_a_measurement``); informational.
     """
 
     features: tuple[Feature, ...]
     key_columns: tuple[str, ...] = ()
+    excluded: tuple[tuple[str, str], ...] = ()
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -157,6 +178,11 @@ class FeatureSpec:
         return {
             "features": [{"name": f.name, "dtype": f.dtype, "shape": list(f.shape)} for f in self.features],
             "key_columns": list(self.key_columns),
+            **(
+                {"excluded_columns": [{"name": n, "reason": why} for n, why in self.excluded]}
+                if self.excluded
+                else {}
+            ),
         }
 
     @classmethod
@@ -167,18 +193,35 @@ class FeatureSpec:
                 for f in data["features"]
             ),
             key_columns=tuple(data["key_columns"]),
+            excluded=tuple(
+                (e["name"], e["reason"]) for e in data.get("excluded_columns", []) if isinstance(e, dict)
+            ),
         )
 
 
-def check_reserved_names(schema: pa.Schema, *, source: str) -> None:
-    """Refuses input columns whose names clash with the columns autoenc writes."""
-    reserved = SCORE_COLUMNS + REJECTED_COLUMNS
-    for name in schema.names:
-        if name in reserved:
-            raise InputError(
-                f"Input column '{name}' in {source} has a name autoenc uses for its own "
-                f"output columns ({', '.join(reserved)}). Rename it."
-            )
+def check_reserved_names(schema: pa.Schema, *, copied: Sequence[str], source: str) -> None:
+    """Refuses input columns whose names clash with the columns autoenc writes.
+
+    Args:
+        schema: the input's columns.
+        copied: the input columns copied next to the score columns (the key
+            columns; every column with ``--passthrough``).
+        source: the file, for the message.
+
+    Raises:
+        InputError: a copied column has a score column's name, or any column
+            has a name of the rejected rows' own columns.
+    """
+    clashes = [n for n in copied if n in SCORE_COLUMNS] + [n for n in schema.names if n in REJECTED_COLUMNS]
+    if clashes:
+        name = clashes[0]
+        where = "its rejected rows" if name in REJECTED_COLUMNS else "the scores"
+        raise InputError(
+            f"Input column '{name}' in {source} would be written to {where} next to autoenc's own "
+            f"column of that name ({', '.join(REJECTED_COLUMNS if name in REJECTED_COLUMNS else SCORE_COLUMNS)} "
+            "are autoenc's). Rename or drop it (for scores of an earlier run, drop their score columns "
+            "before scoring again)."
+        )
 
 
 def check_label_column(schema: pa.Schema, name: str, *, source: str) -> None:
@@ -244,7 +287,8 @@ def infer_spec(
     for name in key_columns:
         if name not in schema.names:
             raise _missing("Key", name, schema, source)
-    check_reserved_names(schema, source=source)
+    check_reserved_names(schema, copied=key_columns, source=source)
+    excluded: list[tuple[str, str]] = []
     if label_column is not None:
         check_label_column(schema, label_column, source=source)
         if features is not None and label_column in features:
@@ -274,6 +318,11 @@ def infer_spec(
                 or (is_tensor(f.type) and (_fixed_shape(f.type) is not None or f.name in declared))
             )
         ]
+        for name in list(names):
+            reason = not_a_measurement(name, schema.field(name).type, _sample_values(first_rows, name))
+            if reason:
+                names.remove(name)
+                excluded.append((name, reason))
         if not names:
             lists = [f.name for f in schema if f.name not in key_columns and is_tensor(f.type)]
             hint = (
@@ -282,11 +331,18 @@ def infer_spec(
                 if lists
                 else ""
             )
+            skipped = (
+                " Left out as not measurements: "
+                + "; ".join(f"'{n}' ({why})" for n, why in excluded)
+                + ". Name them in --features to use them anyway."
+                if excluded
+                else ""
+            )
             raise InputError(
                 f"{source} has no numeric column to use as a feature (columns: "
                 f"{', '.join(f'{f.name}: {f.type}' for f in schema)}). autoenc needs "
                 "integer or floating-point feature columns, or lists of them; pass "
-                f"--features to choose them.{hint}"
+                f"--features to choose them.{hint}{skipped}"
             )
     else:
         names = list(features)
@@ -324,7 +380,75 @@ def infer_spec(
                 )
             _check_shape_fits(name, shape, arrow_type, source)
         spec_features.append(Feature(name=name, dtype=str(arrow_type), shape=shape))
-    return FeatureSpec(features=tuple(spec_features), key_columns=key_columns)
+    return FeatureSpec(features=tuple(spec_features), key_columns=key_columns, excluded=tuple(excluded))
+
+
+# Epoch timestamps since 2000-01-01 and before 2100-01-01, in seconds,
+# milliseconds, microseconds and nanoseconds.
+_EPOCH_RANGES = (
+    ("seconds", 946_684_800, 4_102_444_800),
+    ("milliseconds", 946_684_800e3, 4_102_444_800e3),
+    ("microseconds", 946_684_800e6, 4_102_444_800e6),
+    ("nanoseconds", 946_684_800e9, 4_102_444_800e9),
+)
+_IDENTIFIER_TOKENS = {"id", "ids", "uuid", "guid", "idx", "key", "pk", "hash"}
+_TIME_TOKENS = {"ts", "time", "timestamp", "date", "datetime", "epoch", "at", "time_ns", "ns", "ms"}
+
+
+def _tokens(name: str) -> list[str]:
+    """``userId`` -> ['user', 'id']; ``event_ts`` -> ['event', 'ts']."""
+    spaced = re.sub(r"([a-z0-9])([A-Z])", r"\1 \2", name)
+    return [t.lower() for t in re.split(r"[^A-Za-z0-9]+", spaced) if t]
+
+
+def not_a_measurement(name: str, arrow_type: pa.DataType, values: np.ndarray | None) -> str | None:
+    """Why a numeric column is left out of the default features, or ``None``.
+
+    Rules (only for columns the user did not name in ``--features``):
+
+    * an integer column whose name is an identifier (a word such as ``id``,
+      ``uuid``, ``key`` in it: ``id``, ``user_id``, ``userId``);
+    * an integer column with values beyond 2**53 (an identifier or a hash: no
+      measurement is that precise);
+    * an integer column, or a float column with a time word in its name
+      (``ts``, ``time``, ``date``, ``at``, ...), whose sampled values all look
+      like epoch timestamps (2000 to 2100 in seconds, milliseconds,
+      microseconds or nanoseconds).
+
+    Example:
+        >>> not_a_measurement("event_ns", pa.int64(), np.array([1.7e18, 1.71e18]))
+        'values look like epoch timestamps in nanoseconds (e.g. 1.7e+18)'
+        >>> not_a_measurement("userId", pa.int64(), None)
+        'its name looks like an identifier'
+        >>> not_a_measurement("amount", pa.float64(), np.array([1.7e9])) is None
+        True
+    """
+    integer = pa.types.is_integer(arrow_type)
+    tokens = _tokens(name)
+    if integer and _IDENTIFIER_TOKENS.intersection(tokens):
+        return "its name looks like an identifier"
+    if values is None or not len(values):
+        return None
+    if integer or (pa.types.is_floating(arrow_type) and _TIME_TOKENS.intersection(tokens)):
+        for unit, low, high in _EPOCH_RANGES:
+            if ((values >= low) & (values <= high)).all():
+                return f"values look like epoch timestamps in {unit} (e.g. {values[0]:.4g})"
+    if integer and (np.abs(values) > 2.0**53).any():
+        return (
+            f"values beyond 2**53 (e.g. {values[np.abs(values) > 2.0**53][0]:.4g}): an identifier or a hash"
+        )
+    return None
+
+
+def _sample_values(rows: pa.Table | None, name: str) -> np.ndarray | None:
+    """The non-null values of a scalar numeric column in ``rows`` as float64."""
+    if rows is None or name not in rows.column_names:
+        return None
+    column = rows.column(name)
+    if not is_numeric(column.type):
+        return None
+    values = pc.cast(column.drop_null(), pa.float64(), safe=False).to_numpy(zero_copy_only=False)
+    return values[np.isfinite(values)]
 
 
 def _declared_shapes(shapes: Sequence[str], tensors: Sequence[str]) -> dict[str, tuple[int, ...]]:
@@ -397,11 +521,53 @@ def _check_shape_fits(name: str, shape: tuple[int, ...], arrow_type: pa.DataType
         level_type = level_type.value_type
 
 
-def check_compatible(spec: FeatureSpec, schema: pa.Schema, *, source: str, model: str) -> None:
+def unify_schemas(schemas: Sequence[pa.Schema]) -> pa.Schema:
+    """The one schema of an input made of files with these schemas, in file order.
+
+    Files written by different tools differ: a column stored as int64 in one
+    file and double in another, a column only some files have, a non-nullable
+    field. Columns come in order of first appearance; every field is nullable
+    (a file that lacks a column gives nulls there). Numeric columns of mixed
+    types are float64 if any file stores floats or decimals (int64 otherwise);
+    any other mix keeps the first file's type, and the rows of files whose
+    type cannot be cast to it are rejected, with the file named.
+
+    Example:
+        >>> unify_schemas([pa.schema([pa.field("x", pa.int64(), nullable=False)]),
+        ...                pa.schema([("x", pa.float64()), ("y", pa.string())])])
+        x: double
+        y: string
+    """
+    types: dict[str, list[pa.DataType]] = {}
+    for schema in schemas:
+        for field in schema:
+            types.setdefault(field.name, []).append(field.type)
+    fields = []
+    for name, seen in types.items():
+        chosen = seen[0]
+        if any(not t.equals(chosen) for t in seen) and all(is_numeric(t) for t in seen):
+            exact = all(pa.types.is_integer(t) for t in seen)
+            chosen = pa.int64() if exact else pa.float64()
+        fields.append(pa.field(name, chosen, nullable=True))
+    return pa.schema(fields)
+
+
+def check_compatible(
+    spec: FeatureSpec,
+    schema: pa.Schema,
+    *,
+    source: str,
+    model: str,
+    copied: Sequence[str] | None = None,
+) -> None:
     """Checks that data with ``schema`` can be scored by a model trained on ``spec``.
 
+    Args:
+        copied: the input columns copied into the scores (default: the key columns).
+
     Raises:
-        InputError: a feature or key column is missing or a feature is not numeric.
+        InputError: a feature or key column is missing, a feature is not
+            numeric, or a copied column has a score column's name.
     """
     missing = [n for n in spec.names if n not in schema.names]
     if missing:
@@ -430,4 +596,4 @@ def check_compatible(spec: FeatureSpec, schema: pa.Schema, *, source: str, model
                 f"model {model} was trained on it as {feature.dtype}. "
                 "Convert the column to a number."
             )
-    check_reserved_names(schema, source=source)
+    check_reserved_names(schema, copied=spec.key_columns if copied is None else copied, source=source)

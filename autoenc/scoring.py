@@ -28,9 +28,12 @@ import pyarrow as pa
 from autoenc.errors import ConfigError
 from autoenc.preprocessing import Normalizer
 
-# Rows per model call; bounds memory for large batches, big enough to keep the
-# per-call overhead negligible.
+# Rows per model call: at most this many, and at most this many bytes of
+# float32 input (wide rows such as images get fewer: a 224x224x3 image is
+# 600 KB). Bounds memory for large batches; big enough to keep the per-call
+# overhead negligible.
 MODEL_BATCH_ROWS = 8192
+MODEL_BATCH_BYTES = 64 * 2**20
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,6 +57,13 @@ class Scores:
         latent_distance: float64 [n], the Mahalanobis distance of the latent
             vector from the validation rows' latent vectors (``None`` when the
             scorer has no ``LatentDistribution``).
+        extreme: bool [n], rows whose values are beyond what the model's
+            float32 arithmetic can hold (a normalized value beyond about
+            3.4e38, a non-finite input, or a computation that overflowed):
+            scored as certain anomalies, with ``reconstruction_error`` and
+            ``latent_distance`` +inf, ``anomaly_score`` 1, ``is_anomaly`` True,
+            a NaN latent (written as null) and their top features the ones
+            that overflowed. No score is ever NaN.
     """
 
     latent: np.ndarray
@@ -64,6 +74,7 @@ class Scores:
     top_shares: np.ndarray | None = None
     error_map: np.ndarray | None = None
     latent_distance: np.ndarray | None = None
+    extreme: np.ndarray | None = None
 
 
 # Latent directions with less than this share of the largest latent variance
@@ -331,17 +342,18 @@ def drift(
 TOP_FEATURE = pa.struct([("feature", pa.string()), ("share", pa.float32())])
 
 
-def list_column(rows: np.ndarray) -> pa.ListArray:
-    """Rows [n, k] as a list<...> column of n lists of k values, without copying per row.
+def list_column(rows: np.ndarray, null: np.ndarray | None = None) -> pa.ListArray:
+    """Rows [n, k] as a list<...> column of n lists of k values, without copying
+    per row; rows where ``null`` is True are null.
 
     Example:
-        >>> list_column(np.zeros((2, 3), np.float32)).to_pylist()
-        [[0.0, 0.0, 0.0], [0.0, 0.0, 0.0]]
+        >>> list_column(np.zeros((2, 3), np.float32), null=np.array([False, True])).to_pylist()
+        [[0.0, 0.0, 0.0], None]
     """
     n, k = rows.shape
-    return pa.ListArray.from_arrays(
-        pa.array(np.arange(0, (n + 1) * k, k, dtype=np.int32)), pa.array(rows.ravel())
-    )
+    offsets = pa.array(np.arange(0, (n + 1) * k, k, dtype=np.int32))
+    mask = None if null is None or not null.any() else pa.array(null)
+    return pa.ListArray.from_arrays(offsets, pa.array(rows.ravel()), mask=mask)
 
 
 def top_features_column(index: np.ndarray, shares: np.ndarray, names) -> pa.ListArray:
@@ -377,8 +389,8 @@ def score_fields(*, top_k: int = 0, error_map: bool = False, latent_distance: bo
 def score_columns(scores: Scores, feature_names) -> list[pa.Array]:
     """``scores`` as the columns of ``score_fields`` (from a scorer with
     validation quantiles; ``latent_distance``, ``top_features`` and ``error_map``
-    when it made them)."""
-    columns = [list_column(scores.latent)]
+    when it made them). The latent of an ``extreme`` row is null."""
+    columns = [list_column(scores.latent, null=scores.extreme)]
     if scores.latent_distance is not None:
         columns.append(pa.array(scores.latent_distance))
     columns += [
@@ -444,6 +456,8 @@ class Scorer:
         if sum(sizes) != width:
             raise ConfigError(f"feature_sizes add up to {sum(sizes)}, the model takes {width} values a row.")
         self.top_k = max(0, min(int(top_k), len(sizes)))
+        self.feature_sizes = sizes
+        self.batch_rows = max(1, min(MODEL_BATCH_ROWS, MODEL_BATCH_BYTES // (4 * width)))
         # values -> features: a 0/1 matrix summing each feature's values (None: all scalars).
         to_features = None
         if len(sizes) != width:
@@ -464,7 +478,11 @@ class Scorer:
             diff64 = tf.cast(diff, tf.float64)
             out = {"latent": latent, "error": tf.reduce_mean(diff64 * diff64, axis=1)}
             if top_k:
-                per_feature = diff * diff if to_features is None else tf.matmul(diff * diff, to_features)
+                # Shares are scale-free: divide each row by its largest
+                # difference first, so squaring cannot overflow float32.
+                unit = tf.math.divide_no_nan(diff, tf.reduce_max(tf.abs(diff), axis=1, keepdims=True))
+                squared = unit * unit
+                per_feature = squared if to_features is None else tf.matmul(squared, to_features)
                 share = tf.math.divide_no_nan(per_feature, tf.reduce_sum(per_feature, axis=1, keepdims=True))
                 out["top_share"], out["top_index"] = tf.math.top_k(share, k=top_k)
             if error_map:
@@ -487,20 +505,70 @@ class Scorer:
         return self.score_normalized(self.normalizer.transform(features))
 
     def score_normalized(self, x: np.ndarray) -> Scores:
-        """Scores rows that are already normalized, float32 [n, n_features]."""
+        """Scores rows that are already normalized, float32 [n, n_features].
+
+        A row with a non-finite value here (a raw value whose normalized size
+        overflowed float32), or whose scores overflow, is an ``extreme`` row:
+        a certain anomaly, never NaN (see ``Scores``).
+        """
+        x = np.asarray(x, dtype=np.float32)
+        finite_input = np.isfinite(x).all(axis=1)
+        model_input = x if finite_input.all() else np.where(finite_input[:, None], x, np.float32(0))
         parts = {}
-        for start in range(0, max(len(x), 1), MODEL_BATCH_ROWS):
-            for name, value in self._predict(x[start : start + MODEL_BATCH_ROWS]).items():
+        for start in range(0, max(len(x), 1), self.batch_rows):
+            for name, value in self._predict(model_input[start : start + self.batch_rows]).items():
                 parts.setdefault(name, []).append(value.numpy())
         out = {name: np.concatenate(values) for name, values in parts.items()}
         error = out["error"]
+        latent = out["latent"].astype(np.float32, copy=False)
+        extreme = ~finite_input | ~np.isfinite(error) | ~np.isfinite(latent).all(axis=1)
+        distance = out.get("latent_distance")
+        if distance is not None:
+            extreme |= ~np.isfinite(distance)
+        top_index, top_share, error_map = out.get("top_index"), out.get("top_share"), out.get("error_map")
+        if extreme.any():
+            rows = np.flatnonzero(extreme)
+            error = error.copy()
+            error[rows] = np.inf
+            latent = latent.copy()
+            latent[rows] = np.nan
+            if distance is not None:
+                distance = distance.copy()
+                distance[rows] = np.inf
+            if top_index is not None:
+                top_index, top_share = top_index.copy(), top_share.copy()
+                top_index[rows], top_share[rows] = self._extreme_top(x[rows])
+            if error_map is not None:
+                error_map = error_map.copy()
+                with np.errstate(over="ignore", invalid="ignore"):
+                    squared = np.square(x[rows].astype(np.float64))
+                error_map[rows] = np.where(np.isfinite(squared), squared, np.inf).astype(np.float32)
         return Scores(
-            latent=out["latent"].astype(np.float32, copy=False),
+            latent=latent,
             reconstruction_error=error,
-            is_anomaly=error > self.threshold,
+            is_anomaly=(error > self.threshold) | extreme,
             anomaly_score=None if self.quantiles is None else anomaly_score(error, self.quantiles),
-            top_features=out.get("top_index"),
-            top_shares=out.get("top_share"),
-            error_map=out.get("error_map"),
-            latent_distance=out.get("latent_distance"),
+            top_features=top_index,
+            top_shares=top_share,
+            error_map=error_map,
+            latent_distance=distance,
+            extreme=extreme,
         )
+
+    def _extreme_top(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Top features of extreme rows (normalized input [m, width]): the
+        features holding a non-finite value share the error equally; where
+        none does (the model overflowed), shares follow each feature's largest
+        normalized value."""
+        with np.errstate(over="ignore", invalid="ignore"):
+            size = np.abs(x.astype(np.float64))
+        size = np.where(np.isnan(size), np.inf, size)
+        per_feature = np.stack(
+            [part.max(axis=1) for part in np.split(size, np.cumsum(self.feature_sizes)[:-1], axis=1)], axis=1
+        )
+        infinite = np.isinf(per_feature)
+        weight = np.where(infinite.any(axis=1, keepdims=True), infinite.astype(np.float64), per_feature)
+        total = weight.sum(axis=1, keepdims=True)
+        share = np.divide(weight, total, out=np.zeros_like(weight), where=total > 0)
+        order = np.argsort(-share, axis=1, kind="stable")[:, : self.top_k]
+        return order.astype(np.int32), np.take_along_axis(share, order, axis=1).astype(np.float32)

@@ -1,7 +1,8 @@
 """``tf.train.Example`` records to Arrow batches, and their schema.
 
 TFRecord input carries no schema, so one is inferred from the first records of
-the first file: ``float_list`` -> float32, ``int64_list`` -> int64, ``bytes_list``
+the first file (and completed from the first records of others,
+``complete_schema``): ``float_list`` -> float32, ``int64_list`` -> int64, ``bytes_list``
 -> string (binary when not UTF-8); a feature with more than one value per record
 becomes a list column. Columns are sorted by name. Records that do not fit the
 schema (another kind, more values than one) are kept as rows with a reason, so
@@ -19,7 +20,7 @@ Example:
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 
 import pyarrow as pa
 
@@ -46,12 +47,13 @@ def _parse(record: bytes):
     return example.features.feature
 
 
-def infer_schema(records: Iterable[bytes], *, source: str) -> pa.Schema:
+def infer_schema(records: Iterable[bytes], *, source: str, limit: int | None = INFER_RECORDS) -> pa.Schema:
     """Infers the Arrow schema of ``tf.train.Example`` records.
 
     Args:
-        records: serialized examples (the first ``INFER_RECORDS`` are read).
-        source: the file they came from, for error messages.
+        records: serialized examples (the first ``limit`` are read; ``None``: all).
+        source: the file(s) they came from, for error messages.
+        limit: most records to read.
 
     Raises:
         InputError: no record, or a record that is not a ``tf.train.Example``.
@@ -61,7 +63,7 @@ def infer_schema(records: Iterable[bytes], *, source: str) -> pa.Schema:
     not_utf8: set[str] = set()
     seen = 0
     for i, record in enumerate(records):
-        if i >= INFER_RECORDS:
+        if limit is not None and i >= limit:
             break
         seen += 1
         try:
@@ -95,6 +97,32 @@ def infer_schema(records: Iterable[bytes], *, source: str) -> pa.Schema:
             arrow_type = pa.list_(arrow_type)
         fields.append(pa.field(name, arrow_type))
     return pa.schema(fields)
+
+
+def complete_schema(schema: pa.Schema, other: pa.Schema) -> pa.Schema:
+    """``schema`` completed by a schema inferred from other records: their new
+    features are added (sorted among the others), and a feature stored as
+    integers in one and floats in the other becomes float.
+
+    Example:
+        >>> complete_schema(pa.schema([("a", pa.int64())]), pa.schema([("a", pa.float32()), ("b", pa.int64())]))
+        a: float
+        b: int64
+    """
+    fields = {f.name: f for f in schema}
+    for field in other:
+        mine = fields.get(field.name)
+        if mine is None:
+            fields[field.name] = field
+        elif pa.types.is_integer(_leaf(mine.type)) and pa.types.is_floating(_leaf(field.type)):
+            fields[field.name] = pa.field(
+                field.name, pa.list_(pa.float32()) if pa.types.is_list(mine.type) else pa.float32()
+            )
+    return pa.schema([fields[name] for name in sorted(fields)])
+
+
+def _leaf(arrow_type: pa.DataType) -> pa.DataType:
+    return arrow_type.value_type if pa.types.is_list(arrow_type) else arrow_type
 
 
 def _is_utf8(value: bytes) -> bool:
@@ -136,24 +164,39 @@ def _convert(values, kind: str, arrow_type: pa.DataType):
     return items[0] if items else None
 
 
-def examples_to_batch(records: Sequence[bytes], schema: pa.Schema) -> ConformedBatch:
+def examples_to_batch(
+    records: Sequence[bytes], schema: pa.Schema, *, known: Collection[str] | None = None
+) -> ConformedBatch:
     """Parses serialized examples into a batch with ``schema``.
 
     A value that does not fit its column becomes null and its row gets a reason;
     a record that is not a ``tf.train.Example`` at all is a row of nulls with a
     reason. Features absent from a record are null.
 
+    Args:
+        records: serialized examples.
+        schema: the columns to read.
+        known: every feature name the input's schema has (default: ``schema``'s);
+            a record's feature outside it is counted in ``unknown``: inference
+            from the first records missed it, and it is not read.
+
     Returns:
         A ``ConformedBatch`` (reasons ``None`` when every record fit).
     """
     columns: dict[str, list] = {f.name: [None] * len(records) for f in schema}
     reasons: list[str | None] = [None] * len(records)
+    known = set(schema.names) if known is None else set(known)
+    unknown: dict[str, int] = {}
     for i, record in enumerate(records):
         try:
             features = _parse(record)
         except Exception:
             reasons[i] = "record is not a serialized tf.train.Example"
             continue
+        if len(features) > len(known) or not known.issuperset(features.keys()):
+            for name in features.keys():
+                if name not in known:
+                    unknown[name] = unknown.get(name, 0) + 1
         problems = []
         for field in schema:
             feature = features.get(field.name)
@@ -169,7 +212,7 @@ def examples_to_batch(records: Sequence[bytes], schema: pa.Schema) -> ConformedB
     batch = pa.RecordBatch.from_arrays(
         [pa.array(columns[f.name], type=f.type) for f in schema], schema=schema
     )
-    return ConformedBatch(batch, reasons if any(r is not None for r in reasons) else None)
+    return ConformedBatch(batch, reasons if any(r is not None for r in reasons) else None, unknown or None)
 
 
 def _as_phrase(message: str) -> str:

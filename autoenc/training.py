@@ -54,6 +54,8 @@ NORMALIZATION_CHOICES = ("auto",) + NORMALIZATIONS
 # Below this many bytes of staged training data the decoded rows are cached in
 # memory after the first epoch; above it every epoch streams from the files.
 CACHE_LIMIT_BYTES = 512 * 1024**2
+# Most bytes of float32 rows in one shuffling window of the streaming fit.
+SHUFFLE_WINDOW_BYTES = 256 * 1024**2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -236,18 +238,86 @@ class FitResult:
     epoch_seconds: list[float] = dataclasses.field(default_factory=list)
 
 
+STAGED_FORMAT = 1
+
+
 def encode_chunk(x: np.ndarray) -> bytes:
     """Serializes rows [n, n_features] as one staged record (raw float64 bytes)."""
     return np.ascontiguousarray(x, dtype="<f8").tobytes()
 
 
+def staged_file(rows: np.ndarray) -> bytes:
+    """The bytes of one staged file: a TFRecord file of two records, a header
+    (format, row count, width and the rows' ``MomentStats``) and the rows
+    (``encode_chunk``). Files are written per chunk of input rows and named by
+    its place in the input, so reading them in name order gives the rows in a
+    canonical order, and merging their headers' statistics in that order gives
+    the same statistics however the job was split.
+
+    Example:
+        >>> import io
+        >>> data = staged_file(np.arange(6.0).reshape(3, 2))
+        >>> header = read_staged_header(io.BytesIO(data), source="example")
+        >>> header.rows, header.width, header.stats.mean.tolist()
+        (3, 2, [2.0, 3.0])
+        >>> len(data) == staged_size(3, 2)
+        True
+    """
+    from autoenc.preprocessing import MomentStats
+    from autoenc.tfrecord import frame
+
+    rows = np.asarray(rows, dtype=np.float64)
+    header = np.concatenate(
+        [[STAGED_FORMAT, len(rows), rows.shape[1]], MomentStats.from_array(rows).to_array()]
+    )
+    return frame(encode_chunk(header)) + frame(encode_chunk(rows))
+
+
+def staged_size(rows: int, width: int) -> int:
+    """Bytes of a ``staged_file`` of ``rows`` rows of ``width`` values (framing
+    is 16 bytes a record): a written file of another size is incomplete."""
+    return 2 * 16 + 8 * (3 + 1 + 4 * width) + 8 * rows * width
+
+
+@dataclasses.dataclass(frozen=True)
+class StagedHeader:
+    """The header of a staged file: its row count, row width and statistics."""
+
+    rows: int
+    width: int
+    stats: object
+
+
+def read_staged_header(stream, *, source: str) -> StagedHeader:
+    """Reads the header record of a staged file from a binary stream.
+
+    Raises:
+        InputError: the file is not a staged file of this format.
+    """
+    from autoenc.errors import InputError
+    from autoenc.preprocessing import MomentStats
+    from autoenc.tfrecord import iter_records
+
+    record = next(iter_records(stream, source=source), None)
+    values = None if record is None else np.frombuffer(record, dtype="<f8")
+    if values is None or len(values) < 4 or values[0] != STAGED_FORMAT:
+        raise InputError(f"{source} is not a staged-rows file of format {STAGED_FORMAT}.")
+    rows, width = int(values[1]), int(values[2])
+    return StagedHeader(rows, width, MomentStats.from_array_form(values[3:]))
+
+
 def read_staged(files: Sequence[str], width: int):
-    """Yields the staged chunks of ``files`` (written by ``encode_chunk``) as
-    float64 arrays [n, width], in file order, one chunk at a time."""
+    """Yields the staged rows of ``files`` (written by ``staged_file``) as
+    float64 arrays [n, width], in the order given, one file's chunk at a time."""
     import tensorflow as tf
 
-    for record in tf.data.TFRecordDataset(list(files)).as_numpy_iterator():
-        yield np.frombuffer(record, dtype="<f8").reshape(-1, width)
+    from autoenc.tfrecord import iter_records
+
+    for path in files:
+        with tf.io.gfile.GFile(path, "rb") as f:
+            for i, record in enumerate(iter_records(f, source=path)):
+                if i:
+                    yield np.frombuffer(record, dtype="<f8").reshape(-1, width)
 
 
 def make_dataset(
@@ -262,7 +332,8 @@ def make_dataset(
     shuffle_buffer: int = 100_000,
     cache: bool | None = None,
 ):
-    """A ``tf.data.Dataset`` of ``(x, x)`` normalized float32 batches from staged files.
+    """A ``tf.data.Dataset`` of ``(x, x)`` normalized float32 batches from staged
+    files (``staged_file``: a header record, then the rows).
 
     Everything runs on whole blocks of rows, never row by row: tf.data's per-element
     cost (unbatch, shuffle and batch of single rows) made a row-wise pipeline
@@ -294,17 +365,23 @@ def make_dataset(
 
     if cache is None:
         cache = n_rows * n_features * 4 <= CACHE_LIMIT_BYTES
-    ds = tf.data.Dataset.from_tensor_slices(list(files))
+
+    def rows_of(path):
+        return tf.data.TFRecordDataset(path).skip(1)  # the header
+
+    ds = tf.data.Dataset.from_tensor_slices(tf.constant(list(files), dtype=tf.string))
     if shuffle and not cache:
         ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
-        ds = ds.interleave(tf.data.TFRecordDataset, cycle_length=min(4, max(len(files), 1)), block_length=1)
+        ds = ds.interleave(rows_of, cycle_length=min(4, max(len(files), 1)), block_length=1)
     else:
-        ds = ds.flat_map(tf.data.TFRecordDataset)
+        ds = ds.flat_map(rows_of)
     ds = ds.map(decode)
     if cache:
         ds = ds.cache()
     if shuffle:
-        window_rows = min(shuffle_buffer, max(n_rows, 1))
+        # At most shuffle_buffer rows, and at most SHUFFLE_WINDOW_BYTES of them
+        # (wide rows, such as images, get fewer).
+        window_rows = max(1, min(shuffle_buffer, max(n_rows, 1), SHUFFLE_WINDOW_BYTES // (4 * n_features)))
         block = min(8192, window_rows)
         if cache:
             ds = ds.shuffle(64, seed=seed, reshuffle_each_iteration=True)

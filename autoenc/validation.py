@@ -37,10 +37,13 @@ class ConformedBatch:
             that could not be represented there is null.
         reasons: ``None`` when every row fit, else one entry per row: ``None``
             for a row that fit, or why it did not.
+        unknown: TFRecord only: features of the records that the schema lacks
+            (name -> records), or ``None``.
     """
 
     batch: pa.RecordBatch
     reasons: list[str | None] | None = None
+    unknown: dict | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,7 +66,7 @@ class ValidatedBatch:
 
 
 def conform_batch(
-    batch: pa.RecordBatch, reference: pa.Schema, spec: FeatureSpec, *, source: str
+    batch: pa.RecordBatch, reference: pa.Schema, spec: FeatureSpec | None, *, source: str
 ) -> ConformedBatch:
     """Brings a batch read from one file to the reference schema of the whole input.
 
@@ -75,8 +78,8 @@ def conform_batch(
 
     Args:
         batch: rows as read from ``source``.
-        reference: the schema all outputs use (the first file's).
-        spec: the feature spec, to know which columns are features.
+        reference: the schema all outputs use (``autoenc.schema.unify_schemas``).
+        spec: the feature spec, to know which columns are features (``None``: none).
         source: the file the batch came from, named in reasons.
 
     Returns:
@@ -84,7 +87,7 @@ def conform_batch(
     """
     if batch.schema.equals(reference):
         return ConformedBatch(batch)
-    features = set(spec.names)
+    features = set(spec.names) if spec is not None else set()
     columns, problems = [], []
     row_problems: list[tuple[int, str]] = []
     for field in reference:
@@ -99,17 +102,17 @@ def conform_batch(
             columns.append(column)
             continue
         try:
-            columns.append(pc.cast(column, field.type, safe=True))
+            columns.append(cast(column, field.type))
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
             if field.name in features and is_tensor(field.type) and is_tensor(column.type):
                 # One row of another length fails the whole cast to a fixed-size
                 # list: cast row by row, so only the rows that do not fit are lost.
-                cast, failed = _cast_rows(column, field.type)
-                columns.append(cast)
+                cast_column, failed = _cast_rows(column, field.type)
+                columns.append(cast_column)
                 row_problems.extend(
                     (
                         i,
-                        f"column '{field.name}' has a value that does not fit {field.type} (the type in the first input file)",
+                        f"column '{field.name}' has a value that does not fit {field.type} (the input's type for it)",
                     )
                     for i in failed
                 )
@@ -117,7 +120,7 @@ def conform_batch(
             columns.append(pa.nulls(batch.num_rows, field.type))
             problems.append(
                 f"column '{field.name}' has type {column.type} in {source}, expected "
-                f"{field.type} (the type in the first input file)"
+                f"{field.type} (the type the other input files agree on)"
             )
     conformed = pa.RecordBatch.from_arrays(columns, schema=reference)
     if not problems and not row_problems:
@@ -126,6 +129,20 @@ def conform_batch(
     for i, message in row_problems:
         reasons[i].append(message)
     return ConformedBatch(conformed, ["; ".join(r) if r else None for r in reasons])
+
+
+def cast(column, target: pa.DataType):
+    """Casts a column, refusing any loss except the precision of an integer or
+    decimal made floating point (an int64 beyond 2**53 becomes the nearest
+    float64: a relative change under 1.2e-16).
+
+    Example:
+        >>> cast(pa.array([2**60 + 1]), pa.float64()).to_pylist()
+        [1.152921504606847e+18]
+    """
+    source = column.type
+    lossy_ok = pa.types.is_floating(target) and (pa.types.is_integer(source) or pa.types.is_decimal(source))
+    return pc.cast(column, target, safe=not lossy_ok)
 
 
 def _cast_rows(column: pa.Array, target: pa.DataType) -> tuple[pa.Array, list[int]]:
@@ -139,7 +156,7 @@ def _cast_rows(column: pa.Array, target: pa.DataType) -> tuple[pa.Array, list[in
     parts, failed = [], []
     for i in range(len(column)):
         try:
-            parts.append(pc.cast(column.slice(i, 1), target, safe=True))
+            parts.append(cast(column.slice(i, 1), target))
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
             parts.append(pa.nulls(1, target))
             failed.append(i)
@@ -152,15 +169,23 @@ def validate_batch(
     *,
     prior_reasons: Sequence[str | None] | None = None,
     label_column: str | None = None,
+    bounds=None,
 ) -> ValidatedBatch:
-    """Checks every feature value of a batch: present, not null, finite.
+    """Checks every feature value of a batch: present, not null, finite; and
+    every key value: present (a row without its key could never be joined back
+    to the scores).
+
+    Integer and decimal features are read as float64 (an int64 beyond 2**53
+    rounds to the nearest float64, a relative change under 1.2e-16).
 
     Args:
-        batch: rows with (at least) the spec's feature columns.
+        batch: rows with (at least) the spec's feature and key columns.
         spec: the feature spec.
         prior_reasons: per-row reasons found earlier (from ``conform_batch`` or
             record parsing); those rows are rejected too, with all reasons joined.
         label_column: also check this column of anomaly labels (``label_values``).
+        bounds: an ``autoenc.preprocessing.ExtremeBounds``: also reject rows
+            with a value outside it (training).
 
     Returns:
         A ``ValidatedBatch``.
@@ -184,7 +209,7 @@ def validate_batch(
                 bad |= mask
             continue
         if not pa.types.is_floating(column.type):
-            column = pc.cast(column, pa.float64())
+            column = cast(column, pa.float64())
         values = column.to_numpy(zero_copy_only=False)
         features[:, offset] = values
         offset += 1
@@ -199,6 +224,17 @@ def validate_batch(
             if mask.any():
                 problems.append((mask, f"column '{name}' {what}"))
         bad |= ~finite
+    for name in spec.key_columns:
+        for mask, message in key_problems(batch.column(name), name):
+            problems.append((mask, message))
+            bad |= mask
+    if bounds is not None and (~bad).any():
+        good = np.flatnonzero(~bad)
+        for mask, message in bounds.check(features[good]):
+            full = np.zeros(n, dtype=bool)
+            full[good[mask]] = True
+            problems.append((full, message))
+            bad |= full
     labels = None
     if label_column is not None:
         labels, label_problems = label_values(batch.column(label_column), label_column)
@@ -221,6 +257,23 @@ def validate_batch(
         reasons=["; ".join(reasons_by_row[i]) for i in sorted(reasons_by_row)],
         labels=None if labels is None else labels[valid],
     )
+
+
+def key_problems(column, name: str) -> list[tuple[np.ndarray, str]]:
+    """(row mask, message) for key values that cannot identify a row: null, or NaN.
+
+    Example:
+        >>> [(m.tolist(), text) for m, text in key_problems(pa.array([1.0, None, float("nan")]), "id")]
+        [([False, True, False], "key column 'id' is null"), ([False, False, True], "key column 'id' is NaN")]
+    """
+    problems = []
+    if column.null_count:
+        problems.append((column.is_null().to_numpy(zero_copy_only=False), f"key column '{name}' is null"))
+    if pa.types.is_floating(column.type):
+        nan = pc.fill_null(pc.is_nan(column), False).to_numpy(zero_copy_only=False)
+        if nan.any():
+            problems.append((nan, f"key column '{name}' is NaN"))
+    return problems
 
 
 def label_values(column, name: str) -> tuple[np.ndarray, list[tuple[np.ndarray, str]]]:

@@ -47,7 +47,7 @@ import numpy as np  # noqa: E402
 
 from autoenc.datasets import article_features  # noqa: E402
 from autoenc.preprocessing import MomentStats, Normalizer  # noqa: E402
-from autoenc.training import TrainingConfig, encode_chunk, fit  # noqa: E402
+from autoenc.training import TrainingConfig, fit, staged_file  # noqa: E402
 
 FMNIST_DIR = "/usr/share/datasets/fashion-mnist"
 
@@ -61,13 +61,13 @@ def load_fmnist(kind: str) -> np.ndarray:
 
 
 def stage(rows: np.ndarray, directory: str, name: str, chunk: int = 4096) -> list[str]:
-    import tensorflow as tf
-
-    path = os.path.join(directory, f"{name}.tfrecord")
-    with tf.io.TFRecordWriter(path) as writer:
-        for start in range(0, len(rows), chunk):
-            writer.write(encode_chunk(rows[start : start + chunk]))
-    return [path]
+    paths = []
+    for start in range(0, len(rows), chunk):
+        path = os.path.join(directory, f"{name}-{start:012d}.tfrecord")
+        with open(path, "wb") as f:
+            f.write(staged_file(rows[start : start + chunk]))
+        paths.append(path)
+    return paths
 
 
 def fit_autoenc(config, x_train, x_val, workdir, tag, *, sizes=None, shape=None):

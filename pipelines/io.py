@@ -1,30 +1,48 @@
-"""Reading records as Arrow batches, and writing Parquet outputs.
+"""Reading input files as Arrow batches, and writing outputs file by file.
 
-``ReadRecords`` matches a glob on any Beam filesystem, splits Parquet files by
-row group (TFRecord files are read whole: GZIP cannot be split), redistributes
-the splits across workers and reads each as Arrow record batches. Every batch
-travels as a ``Chunk`` that remembers its file and first row number, so a
-rejected row names exactly where it came from.
+At launch, ``plan_input`` lists the files matching ``--input`` once and opens
+every one: each Parquet footer is read (rows, row groups, schema), each
+TFRecord file's first record is checked, so a damaged, empty or unreadable
+file stops the run before anything runs, with every such file named. The
+schemas of all files are unified into one (``autoenc.schema.unify_schemas``).
+The job then reads exactly the planned files: Parquet split by row group,
+TFRecord file by file (``autoenc.tfrecord``: GZIP and record checksums
+checked to the end), only the columns the job needs, in batches bounded in
+rows and in bytes. A row group that does not hold the rows its footer said
+fails the job, naming the file.
+
+Every batch travels as a ``Chunk`` that knows its file (path and place in the
+plan) and first row, so a rejected row names exactly where it came from, and
+every file the jobs write is named after the chunk it came from
+(``chunk_key``) and written whole, by a write-then-rename on local disks (a
+single-object write elsewhere): a retried bundle rewrites the same file, so no
+row is ever written twice, and file names sort in input order.
+
+Paths used as patterns (Beam's ``FileSystems.match`` and ``delete`` take
+globs) are escaped with ``literal``, so an output path with ``[``, ``?`` or
+``*`` in it names only itself.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import logging
+import math
+import os
 import pickle
+import secrets
 
 import apache_beam as beam
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from apache_beam.io import filebasedsink, fileio, parquetio
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.io.tfrecordio import _TFRecordUtil
 
-from autoenc import tfexample
+from autoenc import tfexample, tfrecord
 from autoenc.errors import ConfigError, InputError
-from autoenc.schema import FeatureSpec
+from autoenc.schema import FeatureSpec, unify_schemas
 from autoenc.validation import conform_batch
 
 _log = logging.getLogger(__name__)
@@ -33,6 +51,416 @@ TFRECORD_EXTENSIONS = (".tfrecord", ".tfrecords", ".tfr")
 COMPRESSION_EXTENSIONS = (".gz", ".gzip")
 # Snappy: fast to write and read, and the default of most Parquet tools.
 PARQUET_CODEC = "snappy"
+# Bytes a Parquet reader buffers per column while it decodes pages: memory
+# stays bounded by this, not by the size of a row group.
+PARQUET_BUFFER_BYTES = 8 * 2**20
+# Files whose footers the launching process reads at once.
+PLAN_THREADS = 16
+# Launch-time sample: at most this many rows, from at most this many places
+# spread over the input (see ``sample_rows``).
+SAMPLE_ROWS = 10_000
+SAMPLE_SPLITS = 16
+# TFRecord schema inference: the first INFER_RECORDS records of the first file
+# and the first INFER_OTHER_RECORDS of up to INFER_OTHER_FILES other files.
+INFER_OTHER_RECORDS = 100
+INFER_OTHER_FILES = 15
+
+
+# ---------------------------------------------------------------------------
+# Paths on any Beam filesystem.
+
+
+def is_local(path: str) -> bool:
+    """True for a path on the local filesystem (no ``scheme://``)."""
+    return "://" not in path
+
+
+def literal(path: str) -> str:
+    """``path`` as a Beam match pattern that matches only itself.
+
+    Example:
+        >>> literal("out/day[1]/run?1/*")
+        'out/day[[]1]/run[?]1/[*]'
+    """
+    return "".join(f"[{c}]" if c in "[?*" else c for c in path)
+
+
+def join(*parts: str) -> str:
+    """Joins path parts with '/', for local paths and URLs like gs:// alike."""
+    return "/".join([parts[0].rstrip("/")] + [p.strip("/") for p in parts[1:]])
+
+
+def list_files(directory: str, suffix: str = "") -> list[tuple[str, int]]:
+    """(path, bytes) of the files directly in ``directory`` whose names end with
+    ``suffix`` (hidden files left out), sorted by name; empty when it does not exist."""
+    if is_local(directory):
+        if not os.path.isdir(directory):
+            return []
+        found = [
+            (join(directory, e.name), e.stat().st_size)
+            for e in os.scandir(directory)
+            if e.is_file() and not e.name.startswith(".") and e.name.endswith(suffix)
+        ]
+        return sorted(found)
+    result = FileSystems.match([join(literal(directory), "*")])[0]
+    found = [
+        (m.path, m.size_in_bytes)
+        for m in result.metadata_list
+        if m.path.endswith(suffix) and not m.path.rsplit("/", 1)[-1].startswith(".")
+    ]
+    return sorted(found)
+
+
+def delete_tree(path: str) -> None:
+    """Deletes a file or a directory and everything under it, if present."""
+    if is_local(path):
+        import shutil
+
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path, ignore_errors=False)
+        elif os.path.lexists(path):
+            os.remove(path)
+        return
+    files = [m.path for m in FileSystems.match([join(literal(path), "**")])[0].metadata_list]
+    files += [m.path for m in FileSystems.match([literal(path)])[0].metadata_list]
+    if files:
+        FileSystems.delete([literal(f) for f in sorted(set(files))])
+
+
+def makedirs(path: str) -> None:
+    if is_local(path):
+        os.makedirs(path, exist_ok=True)
+    elif not FileSystems.exists(path):
+        FileSystems.mkdirs(path)
+
+
+def write_bytes(path: str, data: bytes) -> None:
+    """Writes a whole file so that no reader ever sees a part of it: a
+    temporary file renamed into place on a local disk; one object write (which
+    object stores make atomic) elsewhere."""
+    if not is_local(path):
+        with FileSystems.create(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
+            f.write(data)
+        return
+    directory, name = os.path.split(path)
+    os.makedirs(directory or ".", exist_ok=True)
+    tmp = os.path.join(directory, f".{name}.{secrets.token_hex(4)}.tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def read_bytes(path: str) -> bytes:
+    with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
+        return f.read()
+
+
+def _open(path: str):
+    return FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED)
+
+
+# ---------------------------------------------------------------------------
+# The input plan.
+
+
+def detect_format(pattern: str, fmt: str | None) -> str:
+    """The input format: ``fmt`` if given, else from the pattern's extension."""
+    if fmt:
+        return fmt
+    name = pattern.lower()
+    for ext in COMPRESSION_EXTENSIONS:
+        name = name.removesuffix(ext)
+    if name.endswith(".parquet"):
+        return "parquet"
+    if name.endswith(TFRECORD_EXTENSIONS):
+        return "tfrecord"
+    raise InputError(
+        f"Cannot tell the format of --input {pattern!r} from its extension (known: "
+        f".parquet, {', '.join(TFRECORD_EXTENSIONS)}, optionally + .gz). Pass "
+        "--format parquet or --format tfrecord."
+    )
+
+
+def match_files(pattern: str) -> list[tuple[str, int]]:
+    """(path, bytes) of the files matching a glob, sorted by path.
+
+    Raises:
+        InputError: nothing matches.
+    """
+    try:
+        result = FileSystems.match([pattern])[0]
+    except Exception as e:  # Beam raises BeamIOError for a missing bucket or scheme.
+        raise InputError(f"Could not list --input {pattern!r}: {e}") from e
+    found = sorted(
+        (m.path, m.size_in_bytes)
+        for m in result.metadata_list
+        if not (is_local(m.path) and os.path.isdir(m.path))
+    )
+    if not found:
+        raise InputError(
+            f"No file matches --input {pattern!r}. Check the path and the glob "
+            "(quote it so the shell does not expand it), e.g. --input 'data/*.parquet'. "
+            "A literal [, ? or * in a path is written [[], [?] or [*]."
+        )
+    return found
+
+
+@dataclasses.dataclass(frozen=True)
+class RowGroup:
+    """One row group of a Parquet file, as its footer describes it.
+
+    Attributes:
+        rows: rows it holds.
+        column_bytes: uncompressed bytes per top-level column.
+    """
+
+    rows: int
+    column_bytes: dict
+
+
+@dataclasses.dataclass(frozen=True)
+class InputFile:
+    """One input file as planned at launch.
+
+    Attributes:
+        index: its place in the sorted file list (names every chunk of it).
+        path: the file.
+        size: bytes on disk.
+        rows: rows its Parquet footer declares (``None`` for TFRecord, whose
+            records are counted, and checked, as they are read).
+        columns: its top-level column names (Parquet).
+        row_groups: its row groups (Parquet).
+    """
+
+    index: int
+    path: str
+    size: int
+    rows: int | None = None
+    columns: tuple[str, ...] = ()
+    row_groups: tuple[RowGroup, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class Split:
+    """A part of the input one worker reads: a Parquet row group or a TFRecord file."""
+
+    file_index: int
+    path: str
+    row_group: int | None
+    first_row: int
+    rows: int | None
+    batch_rows: int
+    columns: tuple[str, ...] | None
+
+
+@dataclasses.dataclass(frozen=True)
+class InputPlan:
+    """What a job will read, decided once at launch.
+
+    Attributes:
+        pattern: the ``--input`` glob.
+        fmt: ``"parquet"`` or ``"tfrecord"``.
+        files: every matched file, in sorted order.
+        schema: the unified schema of all files (every field nullable).
+    """
+
+    pattern: str
+    fmt: str
+    files: tuple[InputFile, ...]
+    schema: pa.Schema
+
+    @property
+    def expected_rows(self) -> int | None:
+        """Rows the Parquet footers declare (``None`` for TFRecord)."""
+        if self.fmt != "parquet":
+            return None
+        return sum(f.rows for f in self.files)
+
+    def project(self, columns) -> pa.Schema:
+        """The schema restricted to ``columns`` (in schema order)."""
+        wanted = set(columns)
+        return pa.schema([f for f in self.schema if f.name in wanted])
+
+    def splits(self, *, columns, width: int, batch_rows: int, batch_bytes: int) -> list[Split]:
+        """The splits to read, each with its rows per batch: at most
+        ``batch_rows``, and at most ``batch_bytes`` of memory per batch (the
+        row's Arrow bytes for ``columns``, from the footer, plus 12 bytes per
+        model input value: the float64 features and float32 normalized copy)."""
+        columns = tuple(columns)
+        out = []
+        for f in self.files:
+            if self.fmt == "tfrecord":
+                row_bytes = 12 * width + 64
+                out.append(
+                    Split(f.index, f.path, None, 0, None, _batch(row_bytes, batch_rows, batch_bytes), None)
+                )
+                continue
+            present = tuple(c for c in columns if c in f.columns)
+            first = 0
+            for i, group in enumerate(f.row_groups):
+                arrow = sum(group.column_bytes.get(c, 0) for c in present) / max(group.rows, 1)
+                rows = _batch(arrow + 12 * width, batch_rows, batch_bytes)
+                out.append(Split(f.index, f.path, i, first, group.rows, rows, present))
+                first += group.rows
+        return out
+
+    def describe(self) -> dict:
+        """The plan for summary.json: pattern, format, rows declared and every file."""
+        return {
+            "pattern": self.pattern,
+            "format": self.fmt,
+            "rows_declared": self.expected_rows,
+            "files": [{"path": f.path, "bytes": f.size, "rows": f.rows} for f in self.files],
+        }
+
+
+def _batch(row_bytes: float, batch_rows: int, batch_bytes: int) -> int:
+    return int(max(1, min(batch_rows, batch_bytes // max(row_bytes, 1))))
+
+
+def _inspect_parquet(index: int, path: str, size: int) -> InputFile | str:
+    if size == 0:
+        return "is empty (0 bytes)"
+    try:
+        with _open(path) as f:
+            parquet = pq.ParquetFile(f)
+            meta = parquet.metadata
+            schema = parquet.schema_arrow
+            groups = []
+            for i in range(meta.num_row_groups):
+                group = meta.row_group(i)
+                column_bytes: dict[str, int] = {}
+                for j in range(group.num_columns):
+                    chunk = group.column(j)
+                    name = chunk.path_in_schema.split(".", 1)[0]
+                    column_bytes[name] = column_bytes.get(name, 0) + chunk.total_uncompressed_size
+                groups.append(RowGroup(group.num_rows, column_bytes))
+    except Exception as e:  # pyarrow raises several types for a damaged file
+        return f"is not a readable Parquet file ({e})"
+    return InputFile(index, path, size, meta.num_rows, tuple(schema.names), tuple(groups)), schema
+
+
+def _inspect_tfrecord(index: int, path: str, size: int):
+    if size == 0:
+        return "is empty (0 bytes)"
+    try:
+        with _open(path) as f:
+            next(tfrecord.iter_records(f, source=path), None)
+    except InputError as e:
+        return f"is not a readable TFRecord file ({e})"
+    except Exception as e:
+        return f"could not be read ({e})"
+    return InputFile(index, path, size), None
+
+
+def plan_input(pattern: str, fmt: str | None) -> InputPlan:
+    """Lists the input once and opens every file (see the module docstring).
+
+    Raises:
+        InputError: unknown format, no file matches, any file is empty,
+            damaged or unreadable (all such files named in one message), or
+            the files hold no rows.
+    """
+    fmt = detect_format(pattern, fmt)
+    found = match_files(pattern)
+    inspect = _inspect_parquet if fmt == "parquet" else _inspect_tfrecord
+    with concurrent.futures.ThreadPoolExecutor(min(PLAN_THREADS, len(found))) as pool:
+        results = list(pool.map(lambda item: inspect(item[0], *item[1]), enumerate(found)))
+    bad = [(path, r) for (path, _), r in zip(found, results, strict=True) if isinstance(r, str)]
+    if bad:
+        shown = "; ".join(f"{path} {problem}" for path, problem in bad[:10])
+        more = f"; and {len(bad) - 10} more" if len(bad) > 10 else ""
+        raise InputError(
+            f"{len(bad)} of the {len(found)} file(s) matching --input {pattern!r} cannot be read, so "
+            f"nothing was read: {shown}{more}. Repair or remove them, or narrow --input, and run again."
+        )
+    files = tuple(r[0] for r in results)
+    if fmt == "parquet":
+        schema = unify_schemas([r[1] for r in results])
+        total = sum(f.rows for f in files)
+        if total == 0:
+            raise InputError(
+                f"The {len(files)} file(s) matching --input {pattern!r} hold no rows "
+                f"({', '.join(f.path for f in files[:5])}{', ...' if len(files) > 5 else ''}). "
+                "Nothing to do; check that the files were written completely."
+            )
+    else:
+        schema = _infer_tfrecord_schema(files)
+    return InputPlan(pattern, fmt, files, schema)
+
+
+def _infer_tfrecord_schema(files) -> pa.Schema:
+    """The schema of ``tf.train.Example`` records: inferred from the first
+    ``INFER_RECORDS`` records of the first file, then completed from the first
+    ``INFER_OTHER_RECORDS`` of up to ``INFER_OTHER_FILES`` other files spread
+    over the input (a feature only they have is added; a numeric feature they
+    store as floats becomes float). Features found later still, while
+    reading, are counted and reported (``Chunk.unknown_features``)."""
+
+    def first_records(file, limit):
+        with _open(file.path) as f:
+            for i, record in enumerate(tfrecord.iter_records(f, source=file.path)):
+                if i >= limit:
+                    break
+                yield record
+
+    schema = tfexample.infer_schema(first_records(files[0], tfexample.INFER_RECORDS), source=files[0].path)
+    others = files[1:]
+    if len(others) > INFER_OTHER_FILES:
+        picks = np.linspace(0, len(others) - 1, INFER_OTHER_FILES).round().astype(int)
+        others = [others[i] for i in sorted(set(picks.tolist()))]
+    for other in others:
+        try:
+            found = tfexample.infer_schema(first_records(other, INFER_OTHER_RECORDS), source=other.path)
+        except InputError:
+            continue  # a file of no records adds nothing
+        schema = tfexample.complete_schema(schema, found)
+    return schema
+
+
+def model_schema(schema: pa.Schema, spec: FeatureSpec, fmt: str) -> pa.Schema:
+    """The schema chunks are conformed to: for TFRecord input, whose records
+    carry no schema (``int64_list`` or ``float_list`` is the writer's choice),
+    scalar integer features are read as float64, the model's type, so a later
+    record that stores a float is not rejected."""
+    if fmt != "tfrecord":
+        return schema
+    features = {f.name for f in spec.features if not f.shape}
+    return pa.schema(
+        [
+            pa.field(f.name, pa.float64()) if f.name in features and pa.types.is_integer(f.type) else f
+            for f in schema
+        ]
+    )
+
+
+def sample_rows(
+    plan: InputPlan, columns, *, rows: int = SAMPLE_ROWS, places: int = SAMPLE_SPLITS
+) -> pa.Table:
+    """A deterministic sample of up to ``rows`` rows for decisions made at launch
+    (tensor shapes, which columns look like identifiers, the bounds of extreme
+    training values): the first rows of up to ``places`` row groups (TFRecord:
+    files) spread evenly over the input, conformed to the plan's schema."""
+    schema = plan.project(columns)
+    splits = plan.splits(columns=schema.names, width=1, batch_rows=rows, batch_bytes=2**62)
+    if len(splits) > places:
+        picks = np.linspace(0, len(splits) - 1, places).round().astype(int)
+        splits = [splits[i] for i in sorted(set(picks.tolist()))]
+    per_place = math.ceil(rows / max(len(splits), 1))
+    batches = []
+    for split in splits:
+        for chunk in read_split(split, plan.fmt, schema, batch_rows=per_place):
+            batches.append(chunk.batch)
+            break
+    if not batches:
+        return schema.empty_table()
+    return pa.Table.from_batches(batches, schema=schema).slice(0, rows)
+
+
+# ---------------------------------------------------------------------------
+# Reading.
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,12 +472,32 @@ class Chunk:
         first_row: 0-based row (record) number of the batch's first row in ``source``.
         batch: the rows, conformed to the input's reference schema.
         reasons: ``None``, or per row ``None`` / why the row did not fit the schema.
+        file_index: the file's place in the input plan.
+        unknown_features: TFRecord only: features found in these records that
+            the schema inferred at launch does not have (name -> records).
     """
 
     source: str
     first_row: int
     batch: pa.RecordBatch
     reasons: list | None = None
+    file_index: int = 0
+    unknown_features: dict | None = None
+
+    @property
+    def key(self) -> str:
+        return chunk_key(self.file_index, self.first_row)
+
+
+def chunk_key(file_index: int, first_row: int) -> str:
+    """The name of a chunk: its file's place in the plan and its first row;
+    names sort in input order.
+
+    Example:
+        >>> chunk_key(3, 65536)
+        '000003-000000065536'
+    """
+    return f"{file_index:06d}-{first_row:012d}"
 
 
 class BatchCoder(beam.coders.Coder):
@@ -75,7 +523,7 @@ class BatchCoder(beam.coders.Coder):
 
 
 def batch_nbytes(value) -> int:
-    """Bytes held by an Arrow batch, a numpy array, or a dataclass of them.
+    """Bytes held by an Arrow batch, a numpy array, or a dataclass or tuple of them.
 
     Example:
         >>> batch_nbytes(pa.table({"x": np.zeros(10)}))
@@ -85,204 +533,146 @@ def batch_nbytes(value) -> int:
         return value.nbytes
     if isinstance(value, np.ndarray):
         return value.nbytes
+    if isinstance(value, tuple):
+        return sum(batch_nbytes(v) for v in value)
     if dataclasses.is_dataclass(value):
         return sum(batch_nbytes(getattr(value, f.name)) for f in dataclasses.fields(value))
     return 0
 
 
-def detect_format(pattern: str, fmt: str | None) -> str:
-    """The input format: ``fmt`` if given, else from the pattern's extension."""
-    if fmt:
-        return fmt
-    name = pattern.lower()
-    for ext in COMPRESSION_EXTENSIONS:
-        name = name.removesuffix(ext)
-    if name.endswith(".parquet"):
-        return "parquet"
-    if name.endswith(TFRECORD_EXTENSIONS):
-        return "tfrecord"
-    raise InputError(
-        f"Cannot tell the format of --input {pattern!r} from its extension (known: "
-        f".parquet, {', '.join(TFRECORD_EXTENSIONS)}, optionally + .gz). Pass "
-        "--format parquet or --format tfrecord."
+def read_split(
+    split: Split,
+    fmt: str,
+    schema: pa.Schema,
+    *,
+    spec: FeatureSpec | None = None,
+    known: frozenset | None = None,
+    batch_rows: int | None = None,
+):
+    """Yields the ``Chunk``s of one split, conformed to ``schema``.
+
+    Args:
+        spec: the features (a feature column that is missing or cannot be cast
+            rejects its rows; ``None``: no column is a feature).
+        known: TFRecord: every feature name of the inferred schema (others are
+            counted as ``Chunk.unknown_features``); ``None``: ``schema``'s.
+
+    Raises:
+        InputError: a Parquet row group holds another number of rows than its
+            footer declared at launch (the file changed), or a TFRecord file is
+            damaged or truncated (``autoenc.tfrecord``).
+    """
+    size = batch_rows or split.batch_rows
+    if fmt == "parquet":
+        yield from _read_parquet(split, schema, spec, size)
+    else:
+        yield from _read_tfrecord(split, schema, spec, known or frozenset(schema.names), size)
+
+
+def _read_parquet(split: Split, schema: pa.Schema, spec, size: int):
+    first = split.first_row
+    with _open(split.path) as f:
+        parquet = pq.ParquetFile(f, buffer_size=PARQUET_BUFFER_BYTES, pre_buffer=False)
+        columns = list(split.columns) if split.columns is not None else None
+        for batch in parquet.iter_batches(batch_size=size, row_groups=[split.row_group], columns=columns):
+            conformed = conform_batch(batch, schema, spec, source=split.path)
+            yield Chunk(split.path, first, conformed.batch, conformed.reasons, split.file_index)
+            first += batch.num_rows
+    read = first - split.first_row
+    if split.rows is not None and read != split.rows:
+        raise InputError(
+            f"{split.path} changed while the job ran: its row group {split.row_group} held {read} rows, "
+            f"its footer said {split.rows} when the job started. Do not rewrite input files while a job "
+            "reads them; run again."
+        )
+
+
+def _read_tfrecord(split: Split, schema: pa.Schema, spec, known, size: int):
+    first, records = 0, []
+    with _open(split.path) as f:
+        for record in tfrecord.iter_records(f, source=split.path):
+            records.append(record)
+            if len(records) == size:
+                yield _parse(split, first, records, schema, spec, known)
+                first += len(records)
+                records = []
+    if records:
+        yield _parse(split, first, records, schema, spec, known)
+
+
+def _parse(split: Split, first_row: int, records, schema: pa.Schema, spec, known) -> Chunk:
+    conformed = tfexample.examples_to_batch(records, schema, known=known)
+    return Chunk(
+        split.path, first_row, conformed.batch, conformed.reasons, split.file_index, conformed.unknown or None
     )
 
 
-def match_files(pattern: str) -> list[str]:
-    """The files matching a glob, sorted.
-
-    Raises:
-        InputError: nothing matches.
-    """
-    try:
-        result = FileSystems.match([pattern])[0]
-    except Exception as e:  # Beam raises BeamIOError for a missing bucket or scheme.
-        raise InputError(f"Could not list --input {pattern!r}: {e}") from e
-    paths = sorted(m.path for m in result.metadata_list)
-    if not paths:
-        raise InputError(
-            f"No file matches --input {pattern!r}. Check the path and the glob "
-            "(quote it so the shell does not expand it), e.g. --input 'data/*.parquet'."
-        )
-    return paths
-
-
-def _open(path: str):
-    return FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED)
-
-
-def iter_tfrecords(path: str):
-    """Yields the records of a TFRecord file, plain or GZIP (detected from its bytes)."""
-    with _open(path) as raw:
-        magic = raw.read(2)
-    compression = CompressionTypes.GZIP if magic == b"\x1f\x8b" else CompressionTypes.UNCOMPRESSED
-    with FileSystems.open(path, compression_type=compression) as f:
-        while True:
-            try:
-                record = _TFRecordUtil.read_record(f)
-            except Exception as e:
-                raise InputError(f"{path} is not a valid TFRecord file ({e}).") from e
-            if record is None:
-                return
-            yield record
-
-
-def read_schema(path: str, fmt: str) -> pa.Schema:
-    """The Arrow schema of one input file (inferred from records for TFRecord).
-
-    Raises:
-        InputError: the file cannot be read in that format.
-    """
-    if fmt == "tfrecord":
-        return tfexample.infer_schema(iter_tfrecords(path), source=path)
-    try:
-        with _open(path) as f:
-            return pq.read_schema(f)
-    except (pa.ArrowException, OSError) as e:
-        raise InputError(
-            f"{path} is not a readable Parquet file ({e}). Pass --format tfrecord for "
-            "TFRecord files, or fix the --input glob."
-        ) from e
-
-
-def resolve_input(pattern: str, fmt: str | None) -> tuple[str, list[str], pa.Schema]:
-    """The format, the matched files and the reference schema (the first file's).
-
-    Raises:
-        InputError: unknown format, no file matches, or the first file is unreadable.
-    """
-    fmt = detect_format(pattern, fmt)
-    files = match_files(pattern)
-    return fmt, files, read_schema(files[0], fmt)
-
-
-def read_first_rows(path: str, fmt: str, schema: pa.Schema, n: int = 100) -> pa.Table:
-    """Up to ``n`` first rows of one input file, for inferring tensor shapes."""
-    if fmt == "tfrecord":
-        records = []
-        for record in iter_tfrecords(path):
-            records.append(record)
-            if len(records) >= n:
-                break
-        return pa.Table.from_batches([tfexample.examples_to_batch(records, schema).batch])
-    with _open(path) as f:
-        parquet = pq.ParquetFile(f)
-        for batch in parquet.iter_batches(batch_size=n):
-            return pa.Table.from_batches([batch])
-    return schema.empty_table()
-
-
-def _plan_splits(metadata, fmt: str):
-    """(path, row_group or None, first_row) for each independently readable part."""
-    if fmt == "tfrecord":
-        yield metadata.path, None, 0
-        return
-    try:
-        with _open(metadata.path) as f:
-            meta = pq.ParquetFile(f).metadata
-    except (pa.ArrowException, OSError) as e:
-        raise InputError(f"{metadata.path} is not a readable Parquet file ({e}).") from e
-    first = 0
-    for i in range(meta.num_row_groups):
-        yield metadata.path, i, first
-        first += meta.row_group(i).num_rows
-
-
 class _ReadSplitFn(beam.DoFn):
-    def __init__(self, fmt: str, schema: pa.Schema, spec: FeatureSpec, batch_rows: int):
+    def __init__(self, fmt: str, schema: pa.Schema, spec: FeatureSpec, known: frozenset):
         self._fmt = fmt
         self._schema = schema
         self._spec = spec
-        self._batch_rows = batch_rows
+        self._known = known
         self._rows_read = beam.metrics.Metrics.counter("autoenc", "rows_read")
 
     def process(self, split):
-        path, row_group, first_row = split
-        reader = self._parquet if self._fmt == "parquet" else self._tfrecord
-        for chunk in reader(path, row_group, first_row):
+        for chunk in read_split(split, self._fmt, self._schema, spec=self._spec, known=self._known):
             self._rows_read.inc(chunk.batch.num_rows)
             yield chunk
 
-    def _parquet(self, path, row_group, first_row):
-        with _open(path) as f:
-            for batch in pq.ParquetFile(f).iter_batches(batch_size=self._batch_rows, row_groups=[row_group]):
-                conformed = conform_batch(batch, self._schema, self._spec, source=path)
-                yield Chunk(path, first_row, conformed.batch, conformed.reasons)
-                first_row += batch.num_rows
-
-    def _tfrecord(self, path, row_group, first_row):
-        records = []
-        for record in iter_tfrecords(path):
-            records.append(record)
-            if len(records) == self._batch_rows:
-                yield self._parse(path, first_row, records)
-                first_row += len(records)
-                records = []
-        if records:
-            yield self._parse(path, first_row, records)
-
-    def _parse(self, path, first_row, records):
-        conformed = tfexample.examples_to_batch(records, self._schema)
-        return Chunk(path, first_row, conformed.batch, conformed.reasons)
-
 
 class ReadRecords(beam.PTransform):
-    """Reads the files matching ``pattern`` as ``Chunk``s.
+    """Reads the planned input as ``Chunk``s.
 
     Args:
-        pattern: glob on any Beam filesystem.
-        fmt: ``"parquet"`` or ``"tfrecord"``.
-        schema: the reference schema every chunk is conformed to.
+        plan: the ``InputPlan`` made at launch.
+        schema: the schema every chunk is conformed to (the plan's, projected
+            to the columns the job needs; ``model_schema``).
         spec: the feature spec (decides which conversion failures reject rows).
         batch_rows: most rows per chunk.
+        batch_bytes: most bytes per chunk (see ``InputPlan.splits``).
 
     Example:
-        >>> chunks = p | "ReadRecords" >> ReadRecords("in/*.parquet", fmt="parquet",
-        ...     schema=schema, spec=spec, batch_rows=65536)  # doctest: +SKIP
+        >>> chunks = p | "ReadRecords" >> ReadRecords(plan, schema=schema, spec=spec,
+        ...     batch_rows=65536, batch_bytes=64 * 2**20)  # doctest: +SKIP
     """
 
-    def __init__(self, pattern: str, *, fmt: str, schema: pa.Schema, spec: FeatureSpec, batch_rows: int):
+    def __init__(
+        self,
+        plan: InputPlan,
+        *,
+        schema: pa.Schema,
+        spec: FeatureSpec,
+        batch_rows: int,
+        batch_bytes: int,
+    ):
         super().__init__()
         if batch_rows < 1:
             raise ConfigError(f"--read_batch_rows must be >= 1. Received: --read_batch_rows={batch_rows}")
-        self._pattern = pattern
-        self._fmt = fmt
+        if batch_bytes < 1:
+            raise ConfigError(f"--read_batch_bytes must be >= 1. Received: --read_batch_bytes={batch_bytes}")
+        self._fmt = plan.fmt
         self._schema = schema
         self._spec = spec
-        self._batch_rows = batch_rows
+        self._known = frozenset(plan.schema.names)
+        self._splits = plan.splits(
+            columns=schema.names, width=spec.width, batch_rows=batch_rows, batch_bytes=batch_bytes
+        )
 
     def expand(self, pbegin):
         return (
             pbegin
-            | "Pattern" >> beam.Create([self._pattern])
-            | "Match" >> fileio.MatchAll(empty_match_treatment=fileio.EmptyMatchTreatment.DISALLOW)
-            | "Split" >> beam.FlatMap(_plan_splits, self._fmt)
+            | "Splits" >> beam.Create(self._splits, reshuffle=False)
             | "Redistribute" >> beam.Reshuffle()
             | "Read"
-            >> beam.ParDo(
-                _ReadSplitFn(self._fmt, self._schema, self._spec, self._batch_rows)
-            ).with_output_types(Chunk)
+            >> beam.ParDo(_ReadSplitFn(self._fmt, self._schema, self._spec, self._known)).with_output_types(
+                Chunk
+            )
         )
+
+
+# ---------------------------------------------------------------------------
+# Writing.
 
 
 def dictionary_columns(schema: pa.Schema) -> list[str]:
@@ -304,75 +694,42 @@ def dictionary_columns(schema: pa.Schema) -> list[str]:
     return names
 
 
-# A row group is written once this much is buffered (in memory, per open file):
-# row groups of tens of MiB suit Parquet readers (Spark, DuckDB, BigQuery), and it
-# bounds a writer's memory. Beam's row-dict sink buffers the same 64 MiB.
-ROW_GROUP_BYTES = 64 * 2**20
 # pyarrow's own cap on rows per row group.
 ROW_GROUP_ROWS = 2**20
 
 
-class _RowGroupWriter:
-    """A ``pq.ParquetWriter`` that gathers tables into row groups of about
-    ``ROW_GROUP_BYTES`` (each ``write_table`` call would otherwise make its own,
-    as small as one input batch)."""
-
-    def __init__(self, writer: pq.ParquetWriter):
-        self._writer = writer
-        self._tables: list[pa.Table] = []
-        self._rows = 0
-        self._bytes = 0
-
-    def write_table(self, table: pa.Table) -> None:
-        self._tables.append(table)
-        self._rows += table.num_rows
-        self._bytes += table.nbytes
-        if self._bytes >= ROW_GROUP_BYTES or self._rows >= ROW_GROUP_ROWS:
-            self.flush()
-
-    def flush(self) -> None:
-        if self._rows:
-            # concat_tables only links the chunks: nothing is copied.
-            self._writer.write_table(pa.concat_tables(self._tables), row_group_size=ROW_GROUP_ROWS)
-        self._tables, self._rows, self._bytes = [], 0, 0
-
-    def close(self) -> None:
-        self.flush()
-        self._writer.close()
+def parquet_bytes(table: pa.Table) -> bytes:
+    """``table`` as the bytes of a Parquet file: snappy, dictionary encoding
+    only for columns that are not floating point (for float columns, whose
+    values rarely repeat, dictionaries dominated the write time), nested types
+    written as Beam's own sinks write them."""
+    sink = pa.BufferOutputStream()
+    with pq.ParquetWriter(
+        sink,
+        table.schema,
+        compression=PARQUET_CODEC,
+        use_dictionary=dictionary_columns(table.schema),
+        use_compliant_nested_type=False,
+    ) as writer:
+        writer.write_table(table, row_group_size=ROW_GROUP_ROWS)
+    return sink.getvalue().to_pybytes()
 
 
-class _ParquetSink(parquetio._ParquetSink):
-    """Beam's Parquet sink with deliberate write options.
+class _WriteParquetFn(beam.DoFn):
+    def __init__(self, directory: str, schema: pa.Schema):
+        self._directory = directory
+        self._schema = schema
 
-    * Dictionary encoding only for columns that are not floating point. Beam's
-      own sinks dictionary-encode every column, with no option to turn it off;
-      for float columns (scores, latents, passed-through features), whose values
-      rarely repeat, that dominated the write time (3.5 s of 4.6 s per million
-      64-feature rows, profiled).
-    * Row groups of about ``ROW_GROUP_BYTES`` (Beam's batched sink writes one per
-      incoming table).
-    * Snappy compression (``PARQUET_CODEC``).
-
-    Subclasses a private Beam class: Beam is pinned to 2.77 in setup.py.
-    """
-
-    def open(self, temp_path):
-        self._file_handle = filebasedsink.FileBasedSink.open(self, temp_path)
-        return _RowGroupWriter(
-            pq.ParquetWriter(
-                self._file_handle,
-                self._schema,
-                compression=self._codec,
-                use_dictionary=dictionary_columns(self._schema),
-                use_compliant_nested_type=self._use_compliant_nested_type,
-            )
-        )
+    def process(self, element):
+        key, table = element
+        if isinstance(table, pa.RecordBatch):
+            table = pa.Table.from_batches([table])
+        write_bytes(join(self._directory, f"part-{key}.parquet"), parquet_bytes(table.cast(self._schema)))
 
 
 class WriteParquet(beam.PTransform):
-    """Writes ``pa.Table`` elements with one schema as ``DIR/part-SSSSS-of-NNNNN.parquet``
-    (snappy; dictionary encoding for all but floating-point columns; row groups of
-    about 64 MiB), one file per bundle."""
+    """Writes ``(chunk key, pa.Table)`` elements as ``DIR/part-<chunk key>.parquet``,
+    one whole file per element (see the module docstring)."""
 
     def __init__(self, directory: str, schema: pa.Schema):
         super().__init__()
@@ -380,67 +737,36 @@ class WriteParquet(beam.PTransform):
         self._schema = schema
 
     def expand(self, tables):
-        sink = _ParquetSink(
-            FileSystems.join(self._directory, "part"),
-            self._schema,
-            PARQUET_CODEC,
-            use_deprecated_int96_timestamps=False,
-            use_compliant_nested_type=False,  # as Beam's own Parquet sinks
-            file_name_suffix=".parquet",
-            num_shards=0,
-            shard_name_template=None,
-            mime_type="application/x-parquet",
-            triggering_frequency=None,
-        )
-        return tables | "Write" >> beam.io.iobase.Write(sink)
+        return tables | "Write" >> beam.ParDo(_WriteParquetFn(self._directory, self._schema))
+
+
+EMPTY_PART = "part-empty.parquet"
+
+
+def ensure_schema_file(directory: str, schema: pa.Schema) -> None:
+    """Writes an empty ``part-empty.parquet`` with ``schema`` into ``directory``
+    when it holds no Parquet file (no row was written there), so that readers
+    (Spark, DuckDB, pyarrow) find the columns of an empty result."""
+    if not list_files(directory, ".parquet"):
+        write_bytes(join(directory, EMPTY_PART), parquet_bytes(schema.empty_table()))
+
+
+def footer_rows(directory: str) -> list[tuple[str, int]]:
+    """(file name, rows its footer declares) for each Parquet file in ``directory``.
+
+    Raises:
+        InputError: a file there is not a complete Parquet file.
+    """
+    out = []
+    for path, _ in list_files(directory, ".parquet"):
+        try:
+            with _open(path) as f:
+                rows = pq.ParquetFile(f).metadata.num_rows
+        except Exception as e:
+            raise InputError(f"{path}, written by this run, is not a complete Parquet file ({e}).") from e
+        out.append((path.rsplit("/", 1)[-1], rows))
+    return out
 
 
 beam.coders.registry.register_coder(pa.Table, BatchCoder)
 beam.coders.registry.register_coder(Chunk, BatchCoder)
-
-ATTEMPT_DIR = ".attempt"
-
-
-def delete_tree(path: str) -> None:
-    """Deletes a file or a directory and everything under it, if present, on any
-    Beam filesystem (object stores have no directories, only files under a prefix)."""
-    files = FileSystems.match([FileSystems.join(path, "**")])[0].metadata_list
-    if files:
-        FileSystems.delete([m.path for m in files])
-    if FileSystems.exists(path):
-        FileSystems.delete([path])
-
-
-def start_attempt(output: str) -> str:
-    """Prepares ``output`` for a run that writes into ``output/.attempt/``.
-
-    Deletes ``summary.json`` first, so that from now until this run succeeds
-    nothing claims the directory holds a finished result, then whatever a killed
-    run left in the attempt directory. Two runs must not share one ``output`` at
-    the same time.
-
-    Returns:
-        The attempt directory.
-    """
-    delete_tree(FileSystems.join(output, "summary.json"))
-    attempt_dir = FileSystems.join(output, ATTEMPT_DIR)
-    delete_tree(attempt_dir)
-    return attempt_dir
-
-
-def commit_attempt(output: str, attempt_dir: str, names: tuple[str, ...]) -> None:
-    """Replaces ``output/<name>/`` by ``attempt_dir/<name>/`` for each name, then
-    deletes the attempt directory. Works file by file (object stores have no
-    directory rename); the caller writes ``summary.json`` after this, so a crash
-    in between leaves no summary and the run counts as failed."""
-    for name in names:
-        target = FileSystems.join(output, name)
-        delete_tree(target)
-        files = [
-            m.path for m in FileSystems.match([FileSystems.join(attempt_dir, name, "*")])[0].metadata_list
-        ]
-        if files:
-            if not FileSystems.exists(target):
-                FileSystems.mkdirs(target)
-            FileSystems.rename(files, [FileSystems.join(target, f.rsplit("/", 1)[-1]) for f in files])
-    delete_tree(attempt_dir)

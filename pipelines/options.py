@@ -18,6 +18,7 @@ from apache_beam.options.pipeline_options import (
 )
 
 from autoenc.errors import ConfigError
+from autoenc.preprocessing import EXTREME_SPREADS
 from autoenc.training import (
     INITS,
     LOSSES,
@@ -31,6 +32,7 @@ from autoenc.validation import SPLITS
 
 FORMATS = ("parquet", "tfrecord")
 DEFAULTS = TrainingConfig()
+READ_BATCH_BYTES = 64 * 2**20
 
 
 def int_list(text: str) -> tuple[int, ...]:
@@ -72,7 +74,15 @@ class InputOptions(PipelineOptions):
             "--read_batch_rows",
             type=int,
             default=65536,
-            help="Most rows per Arrow batch read from the input (bounds worker memory).",
+            help="Most rows per Arrow batch read from the input. Default: 65536.",
+        )
+        parser.add_argument(
+            "--read_batch_bytes",
+            type=int,
+            default=READ_BATCH_BYTES,
+            help="Most bytes of memory per batch read from the input (the row's width decides "
+            "the rows: a 600 KB image row gets about 50 a batch); bounds worker memory. "
+            f"Default: {READ_BATCH_BYTES} (64 MiB).",
         )
 
 
@@ -268,6 +278,14 @@ class TrainOptions(PipelineOptions):
             default=DEFAULTS.seed,
             help=f"Seeds the train/validation split, the weights and shuffling. Default: {DEFAULTS.seed}.",
         )
+        parser.add_argument(
+            "--extreme_value_spreads",
+            type=float,
+            default=EXTREME_SPREADS,
+            help="A training row with a value farther than this many robust spreads (interquartile "
+            "ranges of a sample taken at launch) from its feature's median is rejected as too "
+            "extreme to train on ('inf': none is). Default: 1e6.",
+        )
 
 
 class ScoreOptions(PipelineOptions):
@@ -433,7 +451,7 @@ def check_runner(options: PipelineOptions) -> None:
 # Most DirectRunner worker threads by default: more gave nothing on 2 cores, and
 # every thread holds a few batches in memory.
 MAX_LOCAL_WORKERS = 8
-DIRECT_RUNNERS = ("", "direct", "directrunner", "switchingdirectrunner")
+DIRECT_RUNNERS = ("", "direct", "directrunner", "switchingdirectrunner", "fnapirunner", "fnapi")
 
 
 def local_cores() -> int:
@@ -465,17 +483,18 @@ def use_local_cores(options: PipelineOptions, argv: list[str]) -> None:
     direct.direct_num_workers = max(1, min(local_cores(), MAX_LOCAL_WORKERS))
 
 
-def parse(argv, *, save_main_session: bool, use_cores: bool = False) -> PipelineOptions:
+def parse(argv, *, save_main_session: bool = False) -> PipelineOptions:
     """Checks ``argv`` and returns the pipeline options of an autoenc job.
+
+    Without ``--runner``, the job runs on Beam's in-process runner
+    (``LOCAL_RUNNER``, ``default_runner``) with one thread per core
+    (``use_local_cores``).
 
     Args:
         argv: the command-line arguments.
-        save_main_session: pickle the main session for remote workers.
-        use_cores: on the DirectRunner, default to one thread per core
-            (``use_local_cores``). The scoring job does; the training job's Beam
-            pass does not, because the order of the staged chunks, and so the
-            fitted model, then depends on how threads split the work, and a seed
-            must reproduce the same model.
+        save_main_session: pickle the main session for remote workers (off: the
+            DoFns live in importable modules, and pickling the caller's
+            globals would ship whatever a notebook or DAG file holds).
 
     Raises:
         ConfigError: an unknown option, a bad value, or no --input / --model_dir.
@@ -484,8 +503,34 @@ def parse(argv, *, save_main_session: bool, use_cores: bool = False) -> Pipeline
     check_known_args(argv)
     options = PipelineOptions(argv)
     check_runner(options)
+    default_runner(options)
     options.view_as(SetupOptions).save_main_session = save_main_session
-    if use_cores:
-        use_local_cores(options, argv)
+    use_local_cores(options, argv)
     require(options.view_as(InputOptions), "input", "model_dir")
     return options
+
+
+# The runner of a job given no --runner: Beam's in-process portable runner, the
+# one Beam's DirectRunner falls back to when it cannot use Prism. Asked for by
+# name, because Beam 2.77's DirectRunner first tries to download the Prism
+# runner binary from the internet at run time (and Prism ignores
+# --direct_num_workers): a scheduled batch job should not fetch a binary by
+# surprise, nor wait for the download to time out offline. --runner
+# DirectRunner or PrismRunner still gets Beam's own behaviour.
+LOCAL_RUNNER = "FnApiRunner"
+
+
+def default_runner(options: PipelineOptions) -> str:
+    """Sets ``--runner`` to ``LOCAL_RUNNER`` when it is not given; returns the runner's name."""
+    standard = options.view_as(StandardOptions)
+    if not standard.runner:
+        standard.runner = LOCAL_RUNNER
+    runner = standard.runner
+    return runner if isinstance(runner, str) else type(runner).__name__
+
+
+def runner_name(options: PipelineOptions) -> str:
+    """The runner's short name, for messages: ``FnApiRunner``, ``DataflowRunner``, ..."""
+    runner = options.view_as(StandardOptions).runner
+    name = runner if isinstance(runner, str) else type(runner).__name__ if runner else "DirectRunner"
+    return name.rsplit(".", 1)[-1]

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import logging
+import os
 import platform
 import sys
 import time
@@ -51,19 +52,27 @@ from autoenc.training import (
     TENSOR_KINDS,
     TrainingConfig,
     build_model,
-    encode_chunk,
     fit,
     make_dataset,
     read_staged,
 )
 from autoenc.validation import key_mask, rejected_schema, validation_mask
-from pipelines import io, transforms
-from pipelines.options import DEFAULTS, InputOptions, TrainOptions, check_threshold_options, parse
+from pipelines import io, outputs, transforms
+from pipelines.options import (
+    DEFAULTS,
+    InputOptions,
+    TrainOptions,
+    check_threshold_options,
+    parse,
+    runner_name,
+)
 
 _log = logging.getLogger(__name__)
 STAGING = ".staging"
 RUN_INFO = ".stage1.json"
 REPORT_FILE = "report.html"
+# Written into the version directory of a training run that failed (with why).
+FAILED_FILE = "FAILED"
 # The latent distribution is estimated on every validation row and at most
 # this many training rows (the first staged chunks that hold them).
 LATENT_TRAIN_ROWS = 100_000
@@ -95,50 +104,42 @@ def split_rows(valid, *, seed: int, fraction: float, by: str = "position", keys=
 
 
 def _split(valid, *, seed: int, fraction: float, by: str, keys):
-    """ValidRows -> ('train' | 'validation' | 'anomalies', rows) by ``split_rows``."""
+    """ValidRows -> ('train' | 'validation' | 'anomalies', (chunk key, rows)) by ``split_rows``."""
     anomalous, features, to_validation, _ = split_rows(valid, seed=seed, fraction=fraction, by=by, keys=keys)
     if len(anomalous):
-        yield beam.pvalue.TaggedOutput("anomalies", anomalous)
+        yield beam.pvalue.TaggedOutput("anomalies", (valid.key, anomalous))
     if to_validation.any():
-        yield beam.pvalue.TaggedOutput("validation", features[to_validation])
+        yield beam.pvalue.TaggedOutput("validation", (valid.key, features[to_validation]))
     if not to_validation.all():
-        yield features[~to_validation]
+        yield valid.key, features[~to_validation]
+
+
+PARTS = ("train", "validation", "anomalies")
 
 
 def build_stage1(
-    p, *, pattern, fmt, schema, spec, config, version_dir, batch_rows, label_column=None, split_by="position"
+    p, *, plan, schema, spec, config, version_dir, inp, label_column=None, split_by="position", bounds=None
 ):
-    """Adds the validate / split / stage / statistics steps to pipeline ``p``."""
+    """Adds the read / validate / split / stage steps to pipeline ``p``."""
     chunks = p | "ReadRecords" >> io.ReadRecords(
-        pattern, fmt=fmt, schema=schema, spec=spec, batch_rows=batch_rows
+        plan, schema=schema, spec=spec, batch_rows=inp.read_batch_rows, batch_bytes=inp.read_batch_bytes
     )
     keys = spec.key_columns if split_by == "key" else ()
-    checked = chunks | "Validate" >> transforms.Validate(spec, keep_columns=keys, label_column=label_column)
+    checked = chunks | "Validate" >> transforms.Validate(
+        spec, keep_columns=keys, label_column=label_column, bounds=bounds
+    )
     checked[transforms.REJECTED] | "WriteRejected" >> io.WriteParquet(
         artifacts.join(version_dir, "rejected"), rejected_schema(schema)
     )
     split = checked.valid | "Split" >> beam.FlatMap(
         _split, seed=config.seed, fraction=config.validation_fraction, by=split_by, keys=keys
     ).with_outputs("validation", "anomalies", main="train")
-    counts = []
-    for name in ("train", "validation", "anomalies"):
-        rows = split[name]
-        (
-            rows
-            | f"Stage{name.title()}" >> beam.Map(encode_chunk)
-            | f"Write{name.title()}"
-            >> (
-                beam.io.WriteToTFRecord(
-                    artifacts.join(version_dir, STAGING, name), file_name_suffix=".tfrecord"
-                )
-            )
-        )
-        counts.append(rows | f"Count{name.title()}" >> beam.Map(lambda x, n=name: (n, len(x))))
-    stats = split.train | "ComputeStats" >> beam.CombineGlobally(transforms.StatsCombineFn(spec.width))
+    staging = artifacts.join(version_dir, STAGING)
+    counts = [split[name] | f"Stage{name.title()}" >> transforms.StageRows(staging, name) for name in PARTS]
     (
         [checked[transforms.COUNTS], *counts]
         | "AllCounts" >> beam.Flatten()
-        | "WriteRunInfo" >> transforms.WriteRunInfo(artifacts.join(version_dir, RUN_INFO), stats=stats)
+        | "WriteRunInfo" >> transforms.WriteRunInfo(artifacts.join(version_dir, RUN_INFO))
     )
 
 
@@ -152,7 +153,84 @@ def library_versions() -> dict:
     return versions
 
 
-def run(argv=None, save_main_session=True):
+def staged_files(version_dir: str) -> dict[str, list[tuple[str, int]]]:
+    """Per part, the staged files (path, bytes) in name order: the canonical order."""
+    files = io.list_files(artifacts.join(version_dir, STAGING), ".tfrecord")
+    return {part: [f for f in files if f[0].rsplit("/", 1)[-1].startswith(part + "-")] for part in PARTS}
+
+
+def read_headers(files: list[tuple[str, int]], width: int) -> list:
+    """The headers of staged files, each file's size checked against them.
+
+    Raises:
+        InputError: a staged file is damaged or incomplete.
+    """
+    import concurrent.futures
+
+    from autoenc.training import read_staged_header, staged_size
+
+    def one(item):
+        path, size = item
+        with io._open(path) as f:
+            header = read_staged_header(f, source=path)
+        if header.width != width or size != staged_size(header.rows, header.width):
+            raise InputError(
+                f"Staged file {path} is incomplete: {size} bytes for {header.rows} rows of "
+                f"{header.width} values (expected {staged_size(header.rows, width)}). Run again."
+            )
+        return header
+
+    with concurrent.futures.ThreadPoolExecutor(16) as pool:
+        return list(pool.map(one, files))
+
+
+def cleanup_abandoned(model_dir: str) -> None:
+    """Deletes the staged rows of versions whose training run died (no
+    ``metadata.json``, and no live process holds their lock); their
+    ``rejected/`` rows stay. Local model directories only."""
+    if not io.is_local(model_dir) or not os.path.isdir(model_dir):
+        return
+    for name in sorted(os.listdir(model_dir)):
+        version_dir = os.path.join(model_dir, name)
+        if name.startswith(".") or not os.path.isdir(version_dir):
+            continue
+        if os.path.exists(os.path.join(version_dir, artifacts.METADATA_FILE)):
+            continue
+        leftovers = [
+            n
+            for n in (STAGING, artifacts.MODEL_FILE, REPORT_FILE)
+            if os.path.lexists(os.path.join(version_dir, n))
+        ]
+        if leftovers and outputs.is_free(version_dir):
+            for n in leftovers:
+                io.delete_tree(os.path.join(version_dir, n))
+            print(
+                f"autoenc train: removed what the interrupted training run {name} left "
+                f"({', '.join(leftovers)}).",
+                file=sys.stderr,
+            )
+
+
+def _fail_version(version_dir: str, error: BaseException) -> None:
+    """After a failed training run: delete everything of its version but
+    ``rejected/`` (why rows were refused is what one needs to fix the input)
+    and say why in ``FAILED``. ``list_versions`` never lists it (no
+    ``metadata.json``)."""
+    for name in (STAGING, artifacts.METADATA_FILE, artifacts.MODEL_FILE, REPORT_FILE, RUN_INFO):
+        try:
+            io.delete_tree(artifacts.join(version_dir, name))
+        except Exception:  # cleanup must not hide the error
+            _log.warning("Could not delete %s", artifacts.join(version_dir, name), exc_info=True)
+    try:
+        io.write_bytes(
+            artifacts.join(version_dir, FAILED_FILE),
+            f"{artifacts.utc_now()} training failed: {type(error).__name__}: {error}\n".encode(),
+        )
+    except Exception:
+        _log.warning("Could not write %s", artifacts.join(version_dir, FAILED_FILE), exc_info=True)
+
+
+def run(argv=None, save_main_session=False):
     """Runs the training job. Returns the written ``ModelArtifact``.
 
     Args:
@@ -183,16 +261,21 @@ def run(argv=None, save_main_session=True):
         n_init=opt.n_init,
     )
     check_threshold_options(opt)
+    if not opt.extreme_value_spreads > 0:
+        raise ConfigError(
+            f"--extreme_value_spreads must be > 0 (inf: no bound). Received: {opt.extreme_value_spreads}"
+        )
     started = time.time()
-    fmt, files, schema = io.resolve_input(inp.input, inp.format)
+    plan = io.plan_input(inp.input, inp.format)
+    sample = io.sample_rows(plan, plan.schema.names)
     spec = infer_spec(
-        schema,
+        plan.schema,
         features=opt.features,
         key_columns=opt.key_columns,
         label_column=opt.label_column,
         shapes=opt.shape or (),
-        first_rows=io.read_first_rows(files[0], fmt, schema),
-        source=files[0],
+        first_rows=sample,
+        source=plan.files[0].path,
     )
     if config.model in TENSOR_KINDS and (spec.n_features != 1 or not spec.features[0].shape):
         what = "an image (H,W or H,W,C)" if config.model == "conv" else "a sequence (T,F or T)"
@@ -209,32 +292,87 @@ def run(argv=None, save_main_session=True):
     # Build the model once now: a combination the kind cannot take stops here,
     # before the pass over the data.
     build_model(config, spec.width, shape)
+    columns = set(spec.names) | set(spec.key_columns) | ({opt.label_column} if opt.label_column else set())
+    schema = io.model_schema(plan.project(columns), spec, plan.fmt)
+    bounds = extreme_bounds(sample, schema, spec, opt.extreme_value_spreads)
+    cleanup_abandoned(inp.model_dir)
     version = artifacts.new_version()
     version_dir = artifacts.join(inp.model_dir, version)
-    _log.info("Training version %s on %d file(s), features %s", version, len(files), ", ".join(spec.names))
+    _log.info(
+        "Training version %s on %d file(s), features %s", version, len(plan.files), ", ".join(spec.names)
+    )
     print(
-        f"autoenc train: {len(files)} file(s), {spec.n_features} feature(s): "
-        f"{', '.join(f.describe() for f in spec.features)}",
+        f"autoenc train: {len(plan.files)} file(s), {spec.n_features} feature(s): "
+        f"{', '.join(f.describe() for f in spec.features)}; on {runner_name(options)}",
         file=sys.stderr,
     )
+    if spec.excluded:
+        print(
+            "autoenc train: left out of the default features: "
+            + "; ".join(f"'{name}' ({why})" for name, why in spec.excluded)
+            + ". Name them in --features to use them.",
+            file=sys.stderr,
+        )
+    lock = outputs.OutputLock(version_dir, version, what="model version").acquire()
+    try:
+        artifact = _train(
+            options, inp, opt, config, plan, schema, spec, shape, bounds, version, version_dir, started
+        )
+    except BaseException as e:
+        _fail_version(version_dir, e)
+        raise
+    finally:
+        lock.release()
+    return artifact
 
+
+def extreme_bounds(sample: pa.Table, schema: pa.Schema, spec, spreads: float):
+    """``ExtremeBounds`` of the features from the launch-time sample's valid rows."""
+    from autoenc.preprocessing import ExtremeBounds
+    from autoenc.validation import conform_batch, validate_batch
+
+    features = np.zeros((0, spec.width))
+    if sample.num_rows:
+        batch = sample.select(schema.names).combine_chunks().to_batches()[0]
+        conformed = conform_batch(batch, schema, spec, source="the launch sample")
+        features = validate_batch(conformed.batch, spec, prior_reasons=conformed.reasons).features
+    return ExtremeBounds.from_sample(
+        features, spec.names, sizes=[f.size for f in spec.features], spreads=spreads
+    )
+
+
+def _train(options, inp, opt, config, plan, schema, spec, shape, bounds, version, version_dir, started):
     with beam.Pipeline(options=options) as p:
         build_stage1(
             p,
-            pattern=inp.input,
-            fmt=fmt,
+            plan=plan,
             schema=schema,
             spec=spec,
             config=config,
             version_dir=version_dir,
-            batch_rows=inp.read_batch_rows,
+            inp=inp,
             label_column=opt.label_column,
             split_by=opt.split_by,
+            bounds=bounds,
         )
 
     info = transforms.read_run_info(artifacts.join(version_dir, RUN_INFO))
-    counts = {k: info["counts"].get(k, 0) for k in ("read", "rejected", "train", "validation", "anomalies")}
-    stats = MomentStats(**{k: np.asarray(v) if isinstance(v, list) else v for k, v in info["stats"].items()})
+    counts = {k: info["counts"].get(k, 0) for k in ("read", "rejected", *PARTS)}
+    io.ensure_schema_file(artifacts.join(version_dir, "rejected"), rejected_schema(schema))
+    staged = staged_files(version_dir)
+    headers = {part: read_headers(staged[part], spec.width) for part in PARTS}
+    rejected_files = io.footer_rows(artifacts.join(version_dir, "rejected"))
+    reconciliation = transforms.reconcile(
+        declared=plan.expected_rows,
+        counts=counts,
+        outcomes=("train", "validation", "anomalies", "rejected"),
+        written={
+            "rejected": sum(rows for _, rows in rejected_files),
+            **{part: sum(h.rows for h in headers[part]) for part in PARTS},
+        },
+    )
+    if not reconciliation["reconciled"]:
+        raise transforms.reconciliation_error(reconciliation, version_dir)
     print(
         f"autoenc train: read {counts['read']} rows: {counts['train']} for training, "
         f"{counts['validation']} for validation, "
@@ -248,31 +386,41 @@ def run(argv=None, save_main_session=True):
             f"{counts['train']} for training, {counts['validation']} for validation. See the "
             f"reasons in {artifacts.join(version_dir, 'rejected')}."
         )
-    normalizer = Normalizer.from_stats(
-        stats, config.resolved_normalization, sizes=[f.size for f in spec.features]
-    )
-    import tensorflow as tf
-
-    staged = {
-        name: sorted(tf.io.gfile.glob(artifacts.join(version_dir, STAGING, f"{name}*.tfrecord")))
-        for name in ("train", "validation", "anomalies")
-    }
+    # The training statistics: each staged chunk's, merged in the chunks'
+    # order in the input, so they are the same however the job was split.
+    stats = MomentStats.merge([h.stats for h in headers["train"]])
+    try:
+        normalizer = Normalizer.from_stats(
+            stats, config.resolved_normalization, sizes=[f.size for f in spec.features]
+        )
+    except ValueError as e:
+        raise InputError(f"Cannot normalize the training rows: {e}.") from e
+    files = {part: [path for path, _ in staged[part]] for part in PARTS}
     result = fit(
         config,
         n_features=spec.width,
         normalizer=normalizer,
         shape=shape,
-        train_files=staged["train"],
-        val_files=staged["validation"],
+        train_files=files["train"],
+        val_files=files["validation"],
         n_train=counts["train"],
         n_val=counts["validation"],
         verbose=1 if sys.stdout.isatty() else 2,
     )
-    errors, moments = _errors_and_moments(result.model, normalizer, staged["validation"], spec.width)
-    anomaly_errors, _ = _errors_and_moments(result.model, normalizer, staged["anomalies"], spec.width)
-    _, train_moments = _errors_and_moments(
-        result.model, normalizer, staged["train"], spec.width, max_rows=LATENT_TRAIN_ROWS
+    errors, moments = _errors_and_moments(
+        result.model, normalizer, files["validation"], spec.width, seed=config.seed
     )
+    anomaly_errors, _ = _errors_and_moments(
+        result.model, normalizer, files["anomalies"], spec.width, seed=config.seed
+    )
+    _, train_moments = _errors_and_moments(
+        result.model, normalizer, files["train"], spec.width, max_rows=LATENT_TRAIN_ROWS, seed=config.seed
+    )
+    if not (np.isfinite(errors).all() and np.isfinite(result.val_loss).any()):
+        raise InputError(
+            "Training diverged: the validation errors are not finite numbers. Check the input for "
+            "extreme values (see --extreme_value_spreads) or lower --learning_rate."
+        )
     latent_distribution = LatentDistribution.from_moments(*_add(moments, train_moments))
     threshold, threshold_method = choose_threshold(
         opt, config, errors, anomaly_errors, normal_rows=counts["train"] + counts["validation"]
@@ -306,10 +454,13 @@ def run(argv=None, save_main_session=True):
         },
         input={
             "pattern": inp.input,
-            "format": fmt,
-            "files": len(files),
+            "format": plan.fmt,
+            "files": len(plan.files),
             "label_column": opt.label_column,
             "split_by": opt.split_by,
+            "reconciliation": reconciliation["checks"],
+            "extreme_value_bounds": bounds.to_dict(),
+            "determinism": determinism(plan, headers, config, opt),
         },
         library_versions=library_versions(),
         created_at=artifacts.utc_now(),
@@ -319,11 +470,11 @@ def run(argv=None, save_main_session=True):
         metadata,
         version,
         result.model,
-        staged,
+        files,
         wall_s=time.time() - started,
     )
     artifact = artifacts.write_artifact(inp.model_dir, version, result.model, metadata)
-    tf.io.gfile.rmtree(artifacts.join(version_dir, STAGING))
+    io.delete_tree(artifacts.join(version_dir, STAGING))
     print(
         f"autoenc train: wrote model version {version} to {artifact.path} in "
         f"{time.time() - started:.1f} s: best epoch {result.best_epoch} of {len(result.loss)}, "
@@ -332,6 +483,30 @@ def run(argv=None, save_main_session=True):
         file=sys.stderr,
     )
     return artifact
+
+
+def determinism(plan, headers, config, opt) -> dict:
+    """What determines the model besides the library versions: the seed and
+    split, the input files, and a fingerprint of the staged training and
+    validation rows (each chunk's place, rows and statistics, in canonical
+    order). Two runs with equal entries here and equal library versions train
+    the same model."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for part in ("train", "validation"):
+        for header in headers[part]:
+            digest.update(part.encode())
+            digest.update(np.float64(header.rows).tobytes())
+            digest.update(header.stats.to_array().astype("<f8").tobytes())
+    return {
+        "seed": config.seed,
+        "split_by": opt.split_by,
+        "validation_fraction": config.validation_fraction,
+        "input_files": [{"path": f.path, "bytes": f.size, "rows": f.rows} for f in plan.files],
+        "staged_chunks": {part: len(headers[part]) for part in PARTS},
+        "staged_rows_fingerprint": digest.hexdigest(),
+    }
 
 
 def write_training_report(path, metadata, version, model, staged, *, wall_s: float) -> None:
@@ -420,24 +595,28 @@ def choose_threshold(opt, config, errors, anomaly_errors, *, normal_rows: int) -
     return threshold, method
 
 
-def _errors_and_moments(model, normalizer, files, n_features, *, max_rows=None):
+def _errors_and_moments(model, normalizer, files, n_features, *, max_rows=None, seed=0):
     """Reconstruction errors of staged rows, streamed, and the moments of their
     latent vectors (``latent_moments`` summed); with ``max_rows`` the rows of
-    the first chunks that hold that many."""
-    from autoenc.scoring import Scorer, latent_moments
+    the first chunks that hold that many. The errors kept are a uniform sample
+    of at most ``autoenc.reservoir.MAX_ROWS`` (all of them below that), so
+    memory does not grow with the validation rows."""
+    from autoenc.reservoir import Reservoir
+    from autoenc.scoring import MODEL_BATCH_BYTES, Scorer, latent_moments
 
     scorer = Scorer(model, normalizer, threshold=np.inf)
+    batch = max(1, min(65536, MODEL_BATCH_BYTES // (4 * n_features)))
     ds = make_dataset(
-        files, n_features, normalizer, batch_size=65536, n_rows=0, shuffle=False, seed=0, cache=False
+        files, n_features, normalizer, batch_size=batch, n_rows=0, shuffle=False, seed=0, cache=False
     )
-    parts, moments = [], None
+    kept, moments = Reservoir(seed=seed), None
     for x, _ in ds:
         scores = scorer.score_normalized(x.numpy())
-        parts.append(scores.reconstruction_error)
-        moments = _add(moments, latent_moments(scores.latent))
+        kept.add(error=scores.reconstruction_error)
+        moments = _add(moments, latent_moments(scores.latent[~scores.extreme]))
         if max_rows is not None and moments[0] >= max_rows:
             break
-    return (np.concatenate(parts) if parts else np.zeros(0)), moments
+    return kept.columns().get("error", np.zeros(0)), moments
 
 
 def _add(a, b):

@@ -1,4 +1,4 @@
-"""Composite transforms shared by the train and score pipelines.
+"""Composite transforms shared by the train, score and evaluate pipelines.
 
 Row counts travel as ``(name, n)`` pairs on a side output of every step that
 accounts for rows; ``WriteRunInfo`` sums them on the runner and writes them, with
@@ -16,11 +16,11 @@ import json
 import apache_beam as beam
 import numpy as np
 import pyarrow as pa
-from apache_beam.io.filesystems import FileSystems
 
-from autoenc.preprocessing import MomentStats
 from autoenc.schema import FeatureSpec
+from autoenc.training import staged_file
 from autoenc.validation import rejected_table, validate_batch
+from pipelines import io
 from pipelines.io import BatchCoder
 
 COUNTS = "counts"
@@ -33,6 +33,8 @@ class ValidRows:
 
     Attributes:
         source: the file they came from.
+        key: the chunk's name (``io.chunk_key``: its file's place in the
+            input and its first row), naming every file written from it.
         rows: int64 row numbers within ``source``.
         columns: the columns kept for the output (may have no columns).
         features: float64 [n, n_features], raw units, model order.
@@ -41,6 +43,7 @@ class ValidRows:
     """
 
     source: str
+    key: str
     rows: np.ndarray
     columns: pa.RecordBatch
     features: np.ndarray
@@ -50,30 +53,45 @@ class ValidRows:
 beam.coders.registry.register_coder(ValidRows, BatchCoder)
 
 
+# Counts named with this prefix are TFRecord features found in records but
+# missing from the schema inferred at launch (they are not read).
+UNKNOWN_FEATURE = "unknown_feature:"
+
+
 class _ValidateFn(beam.DoFn):
-    def __init__(self, spec: FeatureSpec, keep_columns: tuple[str, ...], label_column: str | None):
+    def __init__(self, spec: FeatureSpec, keep_columns: tuple[str, ...], label_column: str | None, bounds):
         self._spec = spec
         self._keep = list(keep_columns)
         self._label = label_column
+        self._bounds = bounds
         self._rejected = beam.metrics.Metrics.counter("autoenc", "rows_rejected")
 
     def process(self, chunk):
         checked = validate_batch(
-            chunk.batch, self._spec, prior_reasons=chunk.reasons, label_column=self._label
+            chunk.batch,
+            self._spec,
+            prior_reasons=chunk.reasons,
+            label_column=self._label,
+            bounds=self._bounds,
         )
         n_rejected = len(checked.reasons)
         yield beam.pvalue.TaggedOutput(COUNTS, ("read", chunk.batch.num_rows))
+        for name, n in (chunk.unknown_features or {}).items():
+            yield beam.pvalue.TaggedOutput(COUNTS, (UNKNOWN_FEATURE + name, n))
         if n_rejected:
             self._rejected.inc(n_rejected)
             yield beam.pvalue.TaggedOutput(COUNTS, ("rejected", n_rejected))
             yield beam.pvalue.TaggedOutput(
                 REJECTED,
-                rejected_table(
-                    chunk.batch,
-                    checked.valid,
-                    checked.reasons,
-                    source=chunk.source,
-                    first_row=chunk.first_row,
+                (
+                    chunk.key,
+                    rejected_table(
+                        chunk.batch,
+                        checked.valid,
+                        checked.reasons,
+                        source=chunk.source,
+                        first_row=chunk.first_row,
+                    ),
                 ),
             )
         if n_rejected == chunk.batch.num_rows:
@@ -83,61 +101,81 @@ class _ValidateFn(beam.DoFn):
         if n_rejected:
             columns = columns.filter(pa.array(checked.valid))
             positions = positions[checked.valid]
-        yield ValidRows(chunk.source, positions + chunk.first_row, columns, checked.features, checked.labels)
+        yield ValidRows(
+            chunk.source, chunk.key, positions + chunk.first_row, columns, checked.features, checked.labels
+        )
 
 
 class Validate(beam.PTransform):
     """Splits chunks into valid rows and rejected-row tables.
 
     Returns a ``DoOutputsTuple`` with the main output (``ValidRows``), ``rejected``
-    (``pa.Table`` with the rejected-rows schema) and ``counts`` (``(name, n)``).
+    (``(chunk key, pa.Table)`` with the rejected-rows schema) and ``counts``
+    (``(name, n)``).
 
     Args:
         spec: the feature spec.
         keep_columns: columns of the input to keep on the valid rows.
         label_column: a column of anomaly labels to check too (a row with a
             missing or unknown label is rejected) and to carry as ``labels``.
+        bounds: ``autoenc.preprocessing.ExtremeBounds``: also reject values
+            outside them (training).
     """
 
     def __init__(
-        self, spec: FeatureSpec, keep_columns: tuple[str, ...] = (), label_column: str | None = None
+        self,
+        spec: FeatureSpec,
+        keep_columns: tuple[str, ...] = (),
+        label_column: str | None = None,
+        bounds=None,
     ):
         super().__init__()
         self._spec = spec
         self._keep = tuple(keep_columns)
         self._label = label_column
+        self._bounds = bounds
 
     def expand(self, chunks):
         return chunks | "Check" >> beam.ParDo(
-            _ValidateFn(self._spec, self._keep, self._label)
+            _ValidateFn(self._spec, self._keep, self._label, self._bounds)
         ).with_output_types(ValidRows).with_outputs(COUNTS, REJECTED, main="valid")
 
 
-class StatsCombineFn(beam.CombineFn):
-    """Normalization statistics of float64 row arrays, merged across workers."""
+class _StageFn(beam.DoFn):
+    def __init__(self, directory: str, part: str):
+        self._directory = directory
+        self._part = part
 
-    def __init__(self, n_features: int):
-        self._n_features = n_features
+    def process(self, element):
+        key, rows = element
+        io.write_bytes(io.join(self._directory, f"{self._part}-{key}.tfrecord"), staged_file(rows))
+        yield self._part, len(rows)
 
-    def create_accumulator(self):
-        return MomentStats.empty(self._n_features)
 
-    def add_input(self, accumulator, rows):
-        return MomentStats.merge([accumulator, MomentStats.from_array(rows)])
+class StageRows(beam.PTransform):
+    """Writes ``(chunk key, float64 rows)`` elements as staged files
+    ``DIR/<part>-<chunk key>.tfrecord`` (``autoenc.training.staged_file``: the
+    rows and their statistics), one whole file per chunk, and returns the
+    counts ``(part, rows)``.
 
-    def merge_accumulators(self, accumulators):
-        return MomentStats.merge(list(accumulators))
+    Files are named by their chunk's place in the input, so listing them in
+    name order gives the rows in the same order on every runner, however the
+    work was split, and a retried bundle rewrites the same file."""
 
-    def extract_output(self, accumulator):
-        return accumulator
+    def __init__(self, directory: str, part: str):
+        super().__init__()
+        self._directory = directory
+        self._part = part
+
+    def expand(self, rows):
+        return rows | "Write" >> beam.ParDo(_StageFn(self._directory, self._part))
 
 
 def _write_json(_, path, counts, **results):
     data = {"counts": {name: int(n) for name, n in counts.items()}}
     for name, value in results.items():
-        data[name] = value.__dict__ if isinstance(value, MomentStats) else value
-    with FileSystems.create(path) as f:
-        f.write(json.dumps(data, default=_jsonable).encode())
+        data[name] = value
+    io.write_bytes(path, json.dumps(data, default=_jsonable).encode())
 
 
 def _jsonable(value):
@@ -173,7 +211,64 @@ class WriteRunInfo(beam.PTransform):
 
 def read_run_info(path: str) -> dict:
     """Reads (and deletes) the file ``WriteRunInfo`` wrote."""
-    with FileSystems.open(path) as f:
-        data = json.loads(f.read().decode())
-    FileSystems.delete([path])
+    data = json.loads(io.read_bytes(path).decode())
+    io.delete_tree(path)
     return data
+
+
+def reconcile(
+    *,
+    declared: int | None,
+    counts: dict,
+    outcomes: tuple[str, ...],
+    written: dict | None = None,
+) -> dict:
+    """Checks the row counts of a run against each other and against what the
+    files say, so that a lost or duplicated row fails the run.
+
+    Args:
+        declared: rows the input files declare (Parquet footers, read at
+            launch); ``None`` for TFRecord (its records are counted while
+            read, every checksum and the GZIP trailer checked).
+        counts: the job's counts; ``read`` and each of ``outcomes``.
+        outcomes: the counts every read row ends in exactly one of (e.g.
+            ``scored``, ``rejected``).
+        written: count name -> rows the files written for it declare (Parquet
+            footers, staged files' headers), each to equal ``counts[name]``.
+
+    Returns:
+        ``{"reconciled": bool, "checks": [{"check", "expected", "found", "ok"}]}``.
+
+    Example:
+        >>> reconcile(declared=10, counts={"read": 10, "scored": 7, "rejected": 2},
+        ...           outcomes=("scored", "rejected"))["reconciled"]
+        False
+    """
+    checks = []
+
+    def check(what: str, expected: int, found: int) -> None:
+        checks.append(
+            {"check": what, "expected": int(expected), "found": int(found), "ok": expected == found}
+        )
+
+    read = counts.get("read", 0)
+    if declared is not None:
+        check("rows read = rows the input files' footers declare", declared, read)
+    check(f"rows read = {' + '.join(outcomes)}", read, sum(counts.get(name, 0) for name in outcomes))
+    for name, rows in (written or {}).items():
+        check(f"rows {name} = rows in the files written for them", counts.get(name, 0), rows)
+    return {"reconciled": all(c["ok"] for c in checks), "checks": checks}
+
+
+def reconciliation_error(result: dict, where: str):
+    """The ``ReconciliationError`` for a failed ``reconcile``."""
+    from autoenc.errors import ReconciliationError
+
+    failed = "; ".join(
+        f"{c['check']}: expected {c['expected']}, found {c['found']}" for c in result["checks"] if not c["ok"]
+    )
+    return ReconciliationError(
+        f"Row counts do not reconcile ({failed}), so rows were lost or duplicated and nothing was "
+        f"committed to {where}. If an input file changed while the job ran, run again; otherwise "
+        "this is a bug in autoenc or the runner: please report it with these figures."
+    )

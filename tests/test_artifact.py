@@ -64,7 +64,7 @@ def test_crash_while_writing_leaves_latest_on_the_previous_version(tmp_path, mon
     real_write = artifacts._write_text
 
     def failing_write(path, text):
-        if path.endswith(artifacts.METADATA_FILE):
+        if artifacts.METADATA_FILE in path:
             raise OSError("disk full")
         real_write(path, text)
 
@@ -85,6 +85,8 @@ def test_crash_after_metadata_before_latest_keeps_previous(tmp_path, monkeypatch
     monkeypatch.undo()
     assert load_artifact(str(tmp_path)).version == good
     assert len([d for d in os.listdir(tmp_path) if not d.startswith(("LATEST", "."))]) == 2
+    # The version that failed to load back is not listed: its files are gone.
+    assert artifacts.list_versions(str(tmp_path)) == [good]
 
 
 def test_missing_directory_and_missing_latest_are_explained(tmp_path):

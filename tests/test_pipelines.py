@@ -99,6 +99,7 @@ def test_score_parquet_end_to_end(tiny_model_dir, tmp_path):
         "scored": 330,
         "rejected": 0,
         "anomalies": int(scores["is_anomaly"].to_numpy().sum()),
+        "extreme": 0,
     }
     assert on_disk["reconciled"] is True
     assert on_disk["model"]["version"] == load_artifact(tiny_model_dir).version
@@ -251,6 +252,7 @@ def test_tfrecord_train_and_score(tmp_path, gzip):
         "scored": 2,
         "rejected": 3,
         "anomalies": summary["counts"]["anomalies"],
+        "extreme": 0,
     }
     rejected = read(tmp_path / "out" / "rejected")
     # float_list holds float32: NaN and inf survive, the null is an absent feature.
@@ -389,17 +391,21 @@ def test_rerun_replaces_the_output_cleanly_even_after_a_killed_run(tiny_model_di
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+
+    def attempts():
+        return [n for n in os.listdir(out) if n.startswith(".attempt-")]
+
     deadline = time.time() + 120
-    while not (out / ".attempt").exists() and proc.poll() is None and time.time() < deadline:
+    while not attempts() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.005)
     assert proc.poll() is None, "the run ended before it could be killed half-way"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    assert (out / ".attempt").exists()  # killed while writing
+    assert attempts()  # killed while writing
     assert not (out / "summary.json").exists()
 
     summary = score.run(argv)
-    assert sorted(os.listdir(out)) == ["rejected", "scores", "summary.json"]
+    assert sorted(os.listdir(out)) == [".lock", "rejected", "scores", "summary.json"]
     assert "part-00007-of-00009.parquet" not in os.listdir(out / "scores")
     scores, rejected = read(out / "scores"), read(out / "rejected")
     assert scores.num_rows + rejected.num_rows == 2000 == summary["counts"]["read"]
@@ -485,22 +491,26 @@ def test_scores_dictionary_encode_keys_but_not_floats(tiny_model_dir, tmp_path):
         assert not any("DICTIONARY" in e for e in encodings[column]), (column, encodings[column])
 
 
-@pytest.mark.parametrize("row_group_bytes, groups", [(None, 1), (1, 10)])
-def test_scores_gather_input_batches_into_row_groups(
-    tiny_model_dir, tmp_path, monkeypatch, row_group_bytes, groups
-):
-    """Ten 100-row input batches make one row group (well under 64 MiB), or ten
-    when every table passes the threshold."""
-    from pipelines import io
-
-    if row_group_bytes:
-        monkeypatch.setattr(io, "ROW_GROUP_BYTES", row_group_bytes)
-    pq.write_table(article_table(1000, seed=4), tmp_path / "in.parquet")
-    score_run(tmp_path / "in.parquet", tiny_model_dir, tmp_path / "out", "--read_batch_rows=100")
-    (part,) = (tmp_path / "out" / "scores").glob("*.parquet")
-    meta = pq.ParquetFile(part).metadata
-    assert meta.num_rows == 1000
-    assert meta.num_row_groups == groups
+def test_scores_are_one_file_per_input_chunk_in_input_order(tiny_model_dir, tmp_path):
+    """Each input chunk (a batch of a row group) is written as one whole file
+    named by its place in the input, so a retried bundle rewrites its own
+    file and the names sort in input order."""
+    pq.write_table(article_table(1000, seed=4), tmp_path / "a.parquet", row_group_size=600)
+    pq.write_table(article_table(10, seed=5, id_prefix="b"), tmp_path / "b.parquet")
+    score_run(tmp_path / "*.parquet", tiny_model_dir, tmp_path / "out", "--read_batch_rows=400")
+    names = sorted(os.listdir(tmp_path / "out" / "scores"))
+    assert names == [
+        "part-000000-000000000000.parquet",
+        "part-000000-000000000400.parquet",
+        "part-000000-000000000600.parquet",
+        "part-000001-000000000000.parquet",
+    ]
+    ids = pa.concat_tables([pq.read_table(tmp_path / "out" / "scores" / n) for n in names])["id"].to_pylist()
+    assert (
+        ids
+        == article_table(1000, seed=4)["id"].to_pylist()
+        + article_table(10, seed=5, id_prefix="b")["id"].to_pylist()
+    )
 
 
 def test_local_scoring_uses_every_core_unless_told_otherwise(monkeypatch):
@@ -512,7 +522,7 @@ def test_local_scoring_uses_every_core_unless_told_otherwise(monkeypatch):
     base = ["--input=x.parquet", "--model_dir=m"]
 
     def direct(*extra):
-        d = opts.parse([*base, *extra], save_main_session=False, use_cores=True).view_as(DirectOptions)
+        d = opts.parse([*base, *extra], save_main_session=False).view_as(DirectOptions)
         return d.direct_running_mode, d.direct_num_workers
 
     assert direct() == ("multi_threading", 3)
@@ -520,10 +530,9 @@ def test_local_scoring_uses_every_core_unless_told_otherwise(monkeypatch):
     assert direct("--direct_num_workers=1") == ("in_memory", 1)
     assert direct("--direct_running_mode=multi_processing") == ("multi_processing", 1)
     assert direct("--runner=PrismRunner") == ("in_memory", 1)
+    assert direct("--runner=FnApiRunner") == ("multi_threading", 3)
     monkeypatch.setattr(opts, "local_cores", lambda: 64)
     assert direct() == ("multi_threading", opts.MAX_LOCAL_WORKERS)
-    # The training job keeps one thread (its model must not depend on threading).
-    assert opts.parse(base, save_main_session=False).view_as(DirectOptions).direct_num_workers == 1
 
 
 def test_threshold_can_be_overridden_at_scoring(tiny_model_dir, tmp_path):

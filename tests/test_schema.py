@@ -2,7 +2,7 @@ import pyarrow as pa
 import pytest
 
 from autoenc.errors import InputError
-from autoenc.schema import FeatureSpec, check_compatible, infer_spec
+from autoenc.schema import SCORE_COLUMNS, FeatureSpec, check_compatible, infer_spec
 
 SCHEMA = pa.schema(
     [("id", pa.string()), ("a", pa.float64()), ("b", pa.int32()), ("label", pa.string()), ("c", pa.float32())]
@@ -52,9 +52,24 @@ def test_no_numeric_column_is_an_error():
         infer_spec(pa.schema([("s", pa.string())]), source="f")
 
 
-def test_reserved_output_names_are_refused():
-    with pytest.raises(InputError, match="reconstruction_error"):
-        infer_spec(pa.schema([("reconstruction_error", pa.float64()), ("x", pa.float64())]), source="f")
+def test_reserved_output_names_are_refused_where_they_would_be_copied():
+    schema = pa.schema([("anomaly_score", pa.float64()), ("x", pa.float64()), ("id", pa.string())])
+    # Not copied to the scores (not a key): allowed, and not a default feature either way.
+    infer_spec(schema, key_columns=["id"], features=["x"], source="f")
+    with pytest.raises(InputError, match="Input column 'anomaly_score' in f would be written to the scores"):
+        infer_spec(
+            schema.set(2, pa.field("anomaly_score", pa.string())).remove(0),
+            key_columns=["anomaly_score"],
+            source="f",
+        )
+    spec = infer_spec(schema, key_columns=["id"], features=["x"], source="f")
+    for name in SCORE_COLUMNS:
+        renamed = pa.schema([("x", pa.float64()), ("id", pa.string()), (name, pa.float64())])
+        check_compatible(spec, renamed, source="g", model="m")  # keys only: fine
+        with pytest.raises(InputError, match=f"Input column '{name}' in g would be written to the scores"):
+            check_compatible(spec, renamed, source="g", model="m", copied=renamed.names)
+    with pytest.raises(InputError, match="'reason' in g would be written to its rejected rows"):
+        check_compatible(spec, schema.append(pa.field("reason", pa.string())), source="g", model="m")
 
 
 def test_check_compatible_names_missing_features():

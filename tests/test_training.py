@@ -1,14 +1,13 @@
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 
 from autoenc import training
 from autoenc.datasets import article_features
 from autoenc.errors import ConfigError
 from autoenc.models import LATENT_LAYER
 from autoenc.preprocessing import MomentStats, Normalizer
-from autoenc.training import TrainingConfig, encode_chunk, fit, make_dataset
+from autoenc.training import TrainingConfig, fit, make_dataset, staged_file
 
 
 def fit_split(tmp_path, config, x, n_train, tag=""):
@@ -28,11 +27,12 @@ def fit_split(tmp_path, config, x, n_train, tag=""):
 
 
 def stage(tmp_path, name, x, chunk=37):
-    path = str(tmp_path / f"{name}.tfrecord")
-    with tf.io.TFRecordWriter(path) as w:
-        for start in range(0, len(x), chunk):
-            w.write(encode_chunk(x[start : start + chunk]))
-    return [path]
+    paths = []
+    for start in range(0, len(x), chunk):
+        path = tmp_path / f"{name}-{start:06d}.tfrecord"
+        path.write_bytes(staged_file(x[start : start + chunk]))
+        paths.append(str(path))
+    return paths
 
 
 @pytest.mark.parametrize(

@@ -2,49 +2,49 @@ import apache_beam as beam
 import numpy as np
 import pytest
 from apache_beam.testing import test_pipeline
-from apache_beam.testing.util import assert_that
+from apache_beam.testing.util import assert_that, equal_to
 
-from pipelines.transforms import StatsCombineFn
+from pipelines import io
+from pipelines.transforms import StageRows
+
+
+def _stage_and_merge(tmp_path, chunks, order_seed):
+    """Stages (key, rows) chunks arriving in a shuffled order, then merges the
+    staged headers' statistics in file-name order, as training does."""
+    from autoenc.preprocessing import MomentStats
+    from pipelines.train import read_headers
+
+    directory = str(tmp_path / f"staging-{order_seed}")
+    shuffled = list(chunks)
+    np.random.default_rng(order_seed).shuffle(shuffled)
+    with test_pipeline.TestPipeline() as p:
+        counts = p | beam.Create(shuffled, reshuffle=True) | StageRows(directory, "train")
+        assert_that(counts | beam.CombinePerKey(sum), equal_to([("train", sum(len(r) for _, r in chunks))]))
+    files = io.list_files(directory, ".tfrecord")
+    assert [f.rsplit("/", 1)[-1] for f, _ in files] == [f"train-{key}.tfrecord" for key, _ in sorted(chunks)]
+    return MomentStats.merge([h.stats for h in read_headers(files, chunks[0][1].shape[1])])
 
 
 @pytest.mark.parametrize("n_chunks", [1, 3, 40])
-def test_stats_combine_fn_equals_numpy_on_the_whole_data(n_chunks):
+def test_staged_statistics_equal_numpy_and_do_not_depend_on_arrival_order(tmp_path, n_chunks):
     rng = np.random.default_rng(n_chunks)
     x = rng.lognormal(size=(3_000, 4)) * [1, 10, 1e4, 1e-3]
-    chunks = np.array_split(x, np.sort(rng.choice(np.arange(1, 3_000), n_chunks - 1, replace=False)))
-
-    def check(outputs):
-        (stats,) = outputs
-        assert stats.count == len(x)
-        np.testing.assert_allclose(stats.mean, x.mean(axis=0), rtol=1e-12)
-        np.testing.assert_allclose(stats.std, x.std(axis=0), rtol=1e-9)
-        np.testing.assert_array_equal(stats.maximum, x.max(axis=0))
-
-    with test_pipeline.TestPipeline() as p:
-        stats = p | beam.Create(chunks, reshuffle=True) | beam.CombineGlobally(StatsCombineFn(4))
-        assert_that(stats, check)
-
-
-def test_stats_combine_fn_on_no_rows_is_empty():
-    def check(outputs):
-        (stats,) = outputs
-        assert stats.count == 0
-
-    with test_pipeline.TestPipeline() as p:
-        assert_that(
-            p
-            | beam.Create([], reshuffle=False).with_output_types(np.ndarray)
-            | beam.CombineGlobally(StatsCombineFn(2)),
-            check,
-        )
+    parts = np.array_split(x, np.sort(rng.choice(np.arange(1, 3_000), n_chunks - 1, replace=False)))
+    chunks = [(io.chunk_key(0, i * 10_000), part) for i, part in enumerate(parts)]
+    first = _stage_and_merge(tmp_path, chunks, order_seed=1)
+    second = _stage_and_merge(tmp_path, chunks, order_seed=2)
+    assert first.count == len(x)
+    np.testing.assert_allclose(first.mean, x.mean(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(first.std, x.std(axis=0), rtol=1e-9)
+    np.testing.assert_array_equal(first.maximum, x.max(axis=0))
+    # Merged in the chunks' order in the input, not in arrival order: bit for bit equal.
+    np.testing.assert_array_equal(first.to_array(), second.to_array())
 
 
 def test_batch_coder_round_trips_chunks_and_estimates_size_without_encoding(monkeypatch):
     import pickle
 
     import pyarrow as pa
-
-    from pipelines import io
 
     batch = pa.record_batch({"x": np.arange(1000, dtype=np.float64), "id": [str(i) for i in range(1000)]})
     chunk = io.Chunk("f.parquet", 7, batch, None)
