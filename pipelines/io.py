@@ -60,6 +60,7 @@ PLAN_THREADS = 16
 # spread over the input (see ``sample_rows``).
 SAMPLE_ROWS = 10_000
 SAMPLE_SPLITS = 16
+SAMPLE_BYTES = 256 * 2**20
 # TFRecord schema inference: the first INFER_RECORDS records of the first file
 # and the first INFER_OTHER_RECORDS of up to INFER_OTHER_FILES other files.
 INFER_OTHER_RECORDS = 100
@@ -320,6 +321,17 @@ def _batch(row_bytes: float, batch_rows: int, batch_bytes: int) -> int:
     return int(max(1, min(batch_rows, batch_bytes // max(row_bytes, 1))))
 
 
+_VALUE_BYTES = {"BOOLEAN": 1, "INT32": 4, "FLOAT": 4, "INT64": 8, "DOUBLE": 8, "INT96": 12}
+
+
+def _arrow_bytes(chunk) -> int:
+    """About the bytes a Parquet column chunk takes in memory once read: at
+    least its values times their width (its page bytes can be far fewer, when
+    dictionary or run-length encoding packs repeated values)."""
+    width = _VALUE_BYTES.get(chunk.physical_type, 0)
+    return max(chunk.total_uncompressed_size, width * chunk.num_values)
+
+
 def _inspect_parquet(index: int, path: str, size: int) -> InputFile | str:
     if size == 0:
         return "is empty (0 bytes)"
@@ -335,7 +347,7 @@ def _inspect_parquet(index: int, path: str, size: int) -> InputFile | str:
                 for j in range(group.num_columns):
                     chunk = group.column(j)
                     name = chunk.path_in_schema.split(".", 1)[0]
-                    column_bytes[name] = column_bytes.get(name, 0) + chunk.total_uncompressed_size
+                    column_bytes[name] = column_bytes.get(name, 0) + _arrow_bytes(chunk)
                 groups.append(RowGroup(group.num_rows, column_bytes))
     except Exception as e:  # pyarrow raises several types for a damaged file
         return f"is not a readable Parquet file ({e})"
@@ -437,21 +449,40 @@ def model_schema(schema: pa.Schema, spec: FeatureSpec, fmt: str) -> pa.Schema:
 
 
 def sample_rows(
-    plan: InputPlan, columns, *, rows: int = SAMPLE_ROWS, places: int = SAMPLE_SPLITS
+    plan: InputPlan,
+    columns,
+    *,
+    rows: int = SAMPLE_ROWS,
+    places: int = SAMPLE_SPLITS,
+    max_bytes: int = SAMPLE_BYTES,
 ) -> pa.Table:
-    """A deterministic sample of up to ``rows`` rows for decisions made at launch
-    (tensor shapes, which columns look like identifiers, the bounds of extreme
-    training values): the first rows of up to ``places`` row groups (TFRecord:
-    files) spread evenly over the input, conformed to the plan's schema."""
+    """A deterministic sample of up to ``rows`` rows, and about ``max_bytes``,
+    for decisions made at launch (tensor shapes, which columns look like
+    identifiers, the bounds of extreme training values): the first rows of up
+    to ``places`` row groups (TFRecord: files) spread evenly over the input,
+    conformed to the plan's schema."""
     schema = plan.project(columns)
-    splits = plan.splits(columns=schema.names, width=1, batch_rows=rows, batch_bytes=2**62)
+    per_place = math.ceil(rows / places)
+    budget = max_bytes // places
+    splits = plan.splits(columns=schema.names, width=0, batch_rows=per_place, batch_bytes=budget)
     if len(splits) > places:
         picks = np.linspace(0, len(splits) - 1, places).round().astype(int)
         splits = [splits[i] for i in sorted(set(picks.tolist()))]
-    per_place = math.ceil(rows / max(len(splits), 1))
     batches = []
     for split in splits:
-        for chunk in read_split(split, plan.fmt, schema, batch_rows=per_place):
+        if plan.fmt == "tfrecord":
+            # Records carry no footer: take them while they fit the budget.
+            records, size = [], 0
+            with _open(split.path) as f:
+                for record in tfrecord.iter_records(f, source=split.path):
+                    records.append(record)
+                    size += len(record)
+                    if len(records) >= per_place or size >= budget:
+                        break
+            if records:
+                batches.append(tfexample.examples_to_batch(records, schema).batch)
+            continue
+        for chunk in read_split(split, plan.fmt, schema):
             batches.append(chunk.batch)
             break
     if not batches:

@@ -492,9 +492,10 @@ def parse(argv, *, save_main_session: bool = False) -> PipelineOptions:
 
     Args:
         argv: the command-line arguments.
-        save_main_session: pickle the main session for remote workers (off: the
-            DoFns live in importable modules, and pickling the caller's
-            globals would ship whatever a notebook or DAG file holds).
+        save_main_session: pickle the main session for remote workers, unless
+            the command line says (off by default: the DoFns live in
+            importable modules, and pickling the caller's globals would ship
+            whatever a notebook or DAG file holds).
 
     Raises:
         ConfigError: an unknown option, a bad value, or no --input / --model_dir.
@@ -504,7 +505,8 @@ def parse(argv, *, save_main_session: bool = False) -> PipelineOptions:
     options = PipelineOptions(argv)
     check_runner(options)
     default_runner(options)
-    options.view_as(SetupOptions).save_main_session = save_main_session
+    if not any(a.split("=", 1)[0] in ("--save_main_session", "--no_save_main_session") for a in argv):
+        options.view_as(SetupOptions).save_main_session = save_main_session
     use_local_cores(options, argv)
     require(options.view_as(InputOptions), "input", "model_dir")
     return options

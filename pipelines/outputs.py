@@ -47,6 +47,9 @@ LEASE_RENEW_S = 60.0
 LEASE_STALE_S = 600.0
 
 
+RUN_ID_LENGTH = len("20260101T000000Z-000000")
+
+
 def new_run_id() -> str:
     """A run id: UTC time, then a random suffix; sorts by start time."""
     now = datetime.datetime.now(datetime.UTC)
@@ -231,10 +234,17 @@ class OutputRun:
             for marker in self.markers:
                 io.delete_tree(io.join(self.output, marker))
             # We hold the lock: attempt directories of other runs are what runs
-            # that died left behind.
+            # that died left behind. A result moved aside by a run killed
+            # between the two renames of its commit is put back.
             for name in _hidden_entries(self.output):
-                if name.startswith((ATTEMPT_PREFIX, OLD_PREFIX)):
+                if name.startswith(ATTEMPT_PREFIX):
                     io.delete_tree(io.join(self.output, name))
+                elif name.startswith(OLD_PREFIX):
+                    target = io.join(self.output, name[len(OLD_PREFIX) + RUN_ID_LENGTH + 1 :])
+                    if io.is_local(target) and not os.path.lexists(target):
+                        os.rename(io.join(self.output, name), target)
+                    else:
+                        io.delete_tree(io.join(self.output, name))
             io.makedirs(self.attempt_dir)
         except BaseException:
             self.lock.release()
@@ -264,9 +274,15 @@ class OutputRun:
             io.makedirs(source)
             if io.is_local(target):
                 old = io.join(self.output, f"{OLD_PREFIX}{self.run_id}-{name}")
-                if os.path.lexists(target):
+                moved = os.path.lexists(target)
+                if moved:
                     os.rename(target, old)
-                os.rename(source, target)
+                try:
+                    os.rename(source, target)
+                except BaseException:
+                    if moved:  # put the previous result back
+                        os.rename(old, target)
+                    raise
                 io.delete_tree(old)
             else:
                 _replace_remote(source, target)

@@ -29,6 +29,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -284,3 +285,77 @@ def _compare_with_reference(reference, workdir, extra):
     ref_rej, rej = _sorted(reference["output"] / "rejected"), _sorted(output / "rejected")
     assert rej.select(["id", "reason", "source_row"]).equals(ref_rej.select(["id", "reason", "source_row"]))
     assert load_artifact(reference["model_dir"]).version == summary["model"]["version"]
+
+
+DETERMINISM_RUNNERS = [
+    "direct_one_thread",
+    "direct_two_threads",
+    "direct_multi_processing",
+    "prism",
+    "subprocess",
+]
+
+
+@pytest.fixture(scope="module")
+def many_chunks(tmp_path_factory):
+    """The example's training rows cut into 4 files of several row groups, read
+    in small batches: dozens of chunks for the runners to order as they like."""
+    import pyarrow.parquet as pq
+
+    from autoenc.datasets import article_table
+
+    root = tmp_path_factory.mktemp("determinism")
+    table = article_table(4000, seed=3)
+    for i in range(4):
+        pq.write_table(table.slice(i * 1000, 1000), root / f"part-{i}.parquet", row_group_size=300)
+    return root
+
+
+def _train_on(runner: str, data, model_dir) -> list:
+    argv = [
+        f"--input={data}/*.parquet",
+        f"--model_dir={model_dir}",
+        *TRAIN_ARGS,
+        "--hidden_units=16,16",
+        "--epochs=4",
+        "--read_batch_rows=128",
+        "--seed=11",
+    ]
+    if runner == "subprocess":
+        subprocess.run(
+            [sys.executable, "-m", "pipelines.train", *argv], cwd=ROOT, check=True, capture_output=True
+        )
+    else:
+        extra = {"direct_two_threads": ["--direct_num_workers=2", "--direct_running_mode=multi_threading"]}
+        train.run(argv + (extra.get(runner) or runner_args(runner)))
+    return load_artifact(str(model_dir))
+
+
+def test_the_same_seed_gives_bit_identical_models_on_every_runner(many_chunks, tmp_path):
+    """The staged rows reach Keras in the order of their chunks in the input
+    and the statistics merge in that order, so threads, processes and Prism,
+    which all bundle and order the work differently, train the same model,
+    bit for bit; metadata.json records what decided it."""
+    models = {}
+    for runner in DETERMINISM_RUNNERS:
+        if runner == "prism":
+            try:
+                runner_args("prism")
+            except pytest.skip.Exception:
+                if "prism" in _required():
+                    raise
+                continue
+        models[runner] = _train_on(runner, many_chunks, tmp_path / runner)
+    reference = models.pop("direct_one_thread")
+    ref_weights = reference.model.get_weights()
+    ref_meta = reference.metadata
+    assert ref_meta.input["determinism"]["staged_chunks"]["train"] >= 30
+    for runner, artifact in models.items():
+        meta = artifact.metadata
+        assert meta.input["determinism"] == ref_meta.input["determinism"], runner
+        np.testing.assert_array_equal(meta.normalization.mean, ref_meta.normalization.mean, err_msg=runner)
+        np.testing.assert_array_equal(meta.normalization.scale, ref_meta.normalization.scale, err_msg=runner)
+        for got, want in zip(artifact.model.get_weights(), ref_weights, strict=True):
+            np.testing.assert_array_equal(got, want, err_msg=runner)
+        assert meta.history["val_loss"] == ref_meta.history["val_loss"], runner
+        assert meta.threshold == ref_meta.threshold, runner
