@@ -583,7 +583,6 @@ def test_bad_extreme_value_spreads_is_refused(article_parquet, tmp_path):
 
 def test_evaluate_keeps_a_bounded_sample_of_rows_and_baseline_rows(tmp_path, monkeypatch):
     from autoenc import reservoir
-
     from autoenc.datasets import planted_anomalies
 
     table = pa.concat_tables([article_table(1470, seed=18), planted_anomalies(30, seed=19)]).drop_columns(
