@@ -350,6 +350,17 @@ def test_glob_characters_in_output_touch_nothing_else(tiny_model_dir, tmp_path, 
         assert path.read_bytes() == b"precious"
 
 
+def test_glob_characters_in_the_model_directory_touch_nothing_else(article_parquet, tmp_path):
+    precious = tmp_path / "models1" / "LATEST"
+    precious.parent.mkdir()
+    precious.write_text("not yours\n")
+    first = train_run(article_parquet, tmp_path / "models[1]", "--epochs=1")
+    second = train_run(article_parquet, tmp_path / "models[1]", "--epochs=1")
+    assert list_versions(str(tmp_path / "models[1]")) == sorted([first.version, second.version])
+    assert load_artifact(str(tmp_path / "models[1]")).version == second.version
+    assert precious.read_text() == "not yours\n" and os.listdir(tmp_path / "models1") == ["LATEST"]
+
+
 # 8. Replacing results, and markers.
 
 
