@@ -153,13 +153,16 @@ def write_bytes(path: str, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def read_bytes(path: str) -> bytes:
-    with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
-        return f.read()
-
-
-def _open(path: str):
+def open_file(path: str):
+    """A file's raw bytes for reading, on any Beam filesystem (never
+    decompressed on the way: GZIP TFRecord files are checked by
+    ``autoenc.tfrecord``)."""
     return FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED)
+
+
+def read_bytes(path: str) -> bytes:
+    with open_file(path) as f:
+        return f.read()
 
 
 # ---------------------------------------------------------------------------
@@ -336,7 +339,7 @@ def _inspect_parquet(index: int, path: str, size: int) -> InputFile | str:
     if size == 0:
         return "is empty (0 bytes)"
     try:
-        with _open(path) as f:
+        with open_file(path) as f:
             parquet = pq.ParquetFile(f)
             meta = parquet.metadata
             schema = parquet.schema_arrow
@@ -358,7 +361,7 @@ def _inspect_tfrecord(index: int, path: str, size: int):
     if size == 0:
         return "is empty (0 bytes)"
     try:
-        with _open(path) as f:
+        with open_file(path) as f:
             next(tfrecord.iter_records(f, source=path), None)
     except InputError as e:
         return f"is not a readable TFRecord file ({e})"
@@ -412,7 +415,7 @@ def _infer_tfrecord_schema(files) -> pa.Schema:
     reading, are counted and reported (``Chunk.unknown_features``)."""
 
     def first_records(file, limit):
-        with _open(file.path) as f:
+        with open_file(file.path) as f:
             for i, record in enumerate(tfrecord.iter_records(f, source=file.path)):
                 if i >= limit:
                     break
@@ -473,7 +476,7 @@ def sample_rows(
         if plan.fmt == "tfrecord":
             # Records carry no footer: take them while they fit the budget.
             records, size = [], 0
-            with _open(split.path) as f:
+            with open_file(split.path) as f:
                 for record in tfrecord.iter_records(f, source=split.path):
                     records.append(record)
                     size += len(record)
@@ -602,7 +605,7 @@ def read_split(
 
 def _read_parquet(split: Split, schema: pa.Schema, spec, size: int):
     first = split.first_row
-    with _open(split.path) as f:
+    with open_file(split.path) as f:
         parquet = pq.ParquetFile(f, buffer_size=PARQUET_BUFFER_BYTES, pre_buffer=False)
         columns = list(split.columns) if split.columns is not None else None
         for batch in parquet.iter_batches(batch_size=size, row_groups=[split.row_group], columns=columns):
@@ -620,7 +623,7 @@ def _read_parquet(split: Split, schema: pa.Schema, spec, size: int):
 
 def _read_tfrecord(split: Split, schema: pa.Schema, spec, known, size: int):
     first, records = 0, []
-    with _open(split.path) as f:
+    with open_file(split.path) as f:
         for record in tfrecord.iter_records(f, source=split.path):
             records.append(record)
             if len(records) == size:
@@ -791,7 +794,7 @@ def footer_rows(directory: str) -> list[tuple[str, int]]:
     out = []
     for path, _ in list_files(directory, ".parquet"):
         try:
-            with _open(path) as f:
+            with open_file(path) as f:
                 rows = pq.ParquetFile(f).metadata.num_rows
         except Exception as e:
             raise InputError(f"{path}, written by this run, is not a complete Parquet file ({e}).") from e

@@ -171,7 +171,7 @@ def read_headers(files: list[tuple[str, int]], width: int) -> list:
 
     def one(item):
         path, size = item
-        with io._open(path) as f:
+        with io.open_file(path) as f:
             header = read_staged_header(f, source=path)
         if header.width != width or size != staged_size(header.rows, header.width):
             raise InputError(
