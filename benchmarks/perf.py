@@ -466,6 +466,75 @@ def _fmt_row(r) -> str:
     return ", ".join(parts)
 
 
+def cluster_scoring(out, args, model_dir, table) -> None:
+    """Scores ``--cluster_rows`` rows of the 64-feature data on the DirectRunner
+    (its defaults), on a local Flink 1.19 session cluster (a JobManager and two
+    TaskManagers of 2 slots) and on a local Spark 3.5 standalone cluster (a
+    master and two workers of one core), parallelism 2, SDK workers started by
+    each TaskManager / executor (PROCESS): rows/s and the ratio to Direct, in
+    one run. Cluster start-up is not timed; job submission and the engines'
+    own start-up are."""
+    sys.path.insert(0, os.path.join(ROOT, "tests"))
+    from clusters import FlinkCluster, SparkCluster
+
+    cache = os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "autoenc")
+
+    def jar(runner):
+        found = sorted(glob.glob(os.path.join(cache, "job-servers", f"autoenc-{runner}-job-server-*.jar")))
+        if not found:
+            sys.exit(f"no {runner} job-server jar in {cache}/job-servers: run runners/build-job-servers")
+        return found[-1]
+
+    boot = os.path.join(cache, "boot-2.77.0", "container")
+    process = ["--environment_type=PROCESS", "--environment_config=" + json.dumps({"command": boot})]
+    data = generate(os.path.join(out, "data", f"wide-{args.cluster_rows}"), "wide", args.cluster_rows, 8, 5)
+    direct_rate = None
+
+    def run(engine: str, extra: list[str]) -> None:
+        nonlocal direct_rate
+        output = os.path.join(out, "scores", f"cluster-{engine}")
+        seconds, rss, _ = measure_scoring(autoenc_cmd("score"), data, model_dir, output, *extra)
+        rows = scored_rows(output)
+        rate = rows / seconds
+        if engine == "DirectRunner":
+            direct_rate = rate
+        table.add(
+            "clusters",
+            "64 features",
+            f"autoenc score on {engine}",
+            rows=rows,
+            seconds=seconds,
+            rss=rss if engine == "DirectRunner" else None,
+            ratio=rate / direct_rate,
+            note="vs the DirectRunner" if engine != "DirectRunner" else "the reference",
+        )
+
+    run("DirectRunner", [])
+    with FlinkCluster(os.path.join(cache, "flink-1.19.3"), os.path.join(out, "flink")) as flink:
+        run(
+            "Flink 1.19 session cluster, 2 TaskManagers",
+            [
+                "--runner=FlinkRunner",
+                f"--flink_job_server_jar={jar('flink')}",
+                "--flink_version=1.19",
+                f"--flink_master={flink.master}",
+                "--parallelism=2",
+                *process,
+            ],
+        )
+    with SparkCluster(os.path.join(cache, "spark-3.5.0", "pyspark"), os.path.join(out, "spark")) as spark:
+        run(
+            "Spark 3.5 standalone cluster, 2 workers",
+            [
+                "--runner=SparkRunner",
+                f"--spark_job_server_jar={jar('spark')}",
+                f"--spark_master_url={spark.master}",
+                "--parallelism=2",
+                *process,
+            ],
+        )
+
+
 def train_model(out, kind, train_pattern, args, *, epochs, cache_off=False, tag="") -> dict:
     model_dir = os.path.join(out, "models", f"{kind}{tag}")
     common = ["--input", train_pattern, "--model_dir", model_dir, "--key_columns", "id"]
@@ -509,17 +578,24 @@ def main(argv=None) -> int:
     parser.add_argument("--score_args", default="", help="Extra arguments for 'autoenc score'.")
     parser.add_argument("--no_pyod", action="store_true", help="Skip PyOD even when installed.")
     parser.add_argument(
-        "--sections", default="train,score,memory", help="Comma-separated parts to run: train, score, memory."
+        "--sections",
+        default="train,score,memory",
+        help="Comma-separated parts to run: train, score, memory, clusters (not by default: "
+        "needs Java and what .ci/run caches: the job-server jars, Flink, Spark, Beam's boot program).",
+    )
+    parser.add_argument(
+        "--cluster_rows", type=int, default=10_000_000, help="Rows scored on each engine (clusters section)."
     )
     parser.add_argument("--quick", action="store_true", help="A small smoke run (sizes overridden).")
     args = parser.parse_args(argv)
     if args.quick:
-        args.rows, args.memory_rows, args.ri_rows, args.train_rows, args.epochs = (
+        args.rows, args.memory_rows, args.ri_rows, args.train_rows, args.epochs, args.cluster_rows = (
             20_000,
             40_000,
             1_000,
             6_000,
             2,
+            40_000,
         )
     out = args.out or tempfile.mkdtemp(prefix="autoenc-perf-")
     os.makedirs(out, exist_ok=True)
@@ -772,6 +848,10 @@ def main(argv=None) -> int:
                 seconds=seconds - t1,
                 note=f"({rows:,} - {n1:,} rows) / ({seconds:.1f} - {t1:.1f} s): without fixed costs",
             )
+
+    # -- clusters ---------------------------------------------------------------------
+    if "clusters" in sections:
+        cluster_scoring(out, args, models["wide"]["dir"], table)
 
     print(
         f"\nperf: {os.cpu_count()} CPUs, python {sys.version.split()[0]}; {time.time() - started:.0f} s in all; {out}\n"

@@ -11,10 +11,11 @@ Where the runners come from:
 * ``prism``: ``AUTOENC_PRISM_BIN``, else ``prism`` on the PATH, else
   ``~/.cache/autoenc/prism-2.77.0/prism`` (``.ci/run`` builds it there with
   ``go install github.com/apache/beam/sdks/v2/go/cmd/prism@v2.77.0``);
-* ``flink``: ``AUTOENC_FLINK_JOB_SERVER_JAR``, else the Maven cache's
-  ``org.apache.beam:beam-runners-flink-2.2-job-server:2.77.0``;
-* ``spark``: ``AUTOENC_SPARK_JOB_SERVER_JAR``, else the Maven cache's
-  ``org.apache.beam:beam-runners-spark-3-job-server:2.77.0``;
+* ``flink`` (embedded, ``[local]``): ``AUTOENC_FLINK_JOB_SERVER_JAR``, else the
+  newest jar ``runners/build-job-servers`` put in ``~/.cache/autoenc/job-servers``
+  (Beam 2.70's Flink 1.19 runner; the clusters: ``tests/test_clusters.py``);
+* ``spark`` (embedded, ``local[2]``): ``AUTOENC_SPARK_JOB_SERVER_JAR``, else
+  that cache's Spark job-server jar;
 * ``external_setup_file`` (workers without autoenc): prism, plus
   ``AUTOENC_WORKER_PYTHON`` (default ``~/.cache/autoenc/worker-venv/bin/python``:
   a virtualenv with apache-beam, tensorflow, pyarrow, numpy and google-crc32c
@@ -59,10 +60,15 @@ def _unavailable(name: str, reason: str):
     pytest.skip(reason)
 
 
-def _maven_jar(artifact: str) -> str:
-    return os.path.expanduser(
-        f"~/.m2/repository/org/apache/beam/{artifact}/{BEAM_VERSION}/{artifact}-{BEAM_VERSION}.jar"
+def _built_jar(runner: str) -> str | None:
+    """The newest job-server jar ``runners/build-job-servers`` put in the cache."""
+    import glob
+
+    cache = os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "autoenc", "job-servers"
     )
+    found = sorted(glob.glob(os.path.join(cache, f"autoenc-{runner}-job-server-*.jar")), key=os.path.getmtime)
+    return found[-1] if found else None
 
 
 def _java_or_skip(name: str) -> None:
@@ -93,24 +99,31 @@ def runner_args(name: str) -> list[str]:
         ]
     if name == "flink":
         _java_or_skip(name)
-        jar = os.environ.get("AUTOENC_FLINK_JOB_SERVER_JAR") or _maven_jar(
-            "beam-runners-flink-2.2-job-server"
-        )
-        if not os.path.isfile(jar):
-            _unavailable(name, f"no Flink job-server jar (looked at {jar})")
+        jar = os.environ.get("AUTOENC_FLINK_JOB_SERVER_JAR") or _built_jar("flink")
+        if not jar or not os.path.isfile(jar):
+            _unavailable(
+                name, f"no Flink job-server jar (looked at {jar}); build it with runners/build-job-servers"
+            )
         return [
             "--runner=FlinkRunner",
             "--flink_master=[local]",
-            "--flink_version=2.2",
+            "--flink_version=1.19",
             f"--flink_job_server_jar={jar}",
             "--environment_type=LOOPBACK",
         ]
     if name == "spark":
         _java_or_skip(name)
-        jar = os.environ.get("AUTOENC_SPARK_JOB_SERVER_JAR") or _maven_jar("beam-runners-spark-3-job-server")
-        if not os.path.isfile(jar):
-            _unavailable(name, f"no Spark job-server jar (looked at {jar})")
-        return ["--runner=SparkRunner", f"--spark_job_server_jar={jar}", "--environment_type=LOOPBACK"]
+        jar = os.environ.get("AUTOENC_SPARK_JOB_SERVER_JAR") or _built_jar("spark")
+        if not jar or not os.path.isfile(jar):
+            _unavailable(
+                name, f"no Spark job-server jar (looked at {jar}); build it with runners/build-job-servers"
+            )
+        return [
+            "--runner=SparkRunner",
+            f"--spark_job_server_jar={jar}",
+            "--spark_master_url=local[2]",
+            "--environment_type=LOOPBACK",
+        ]
     raise ValueError(name)
 
 
