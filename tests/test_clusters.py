@@ -171,6 +171,15 @@ def _compare(example, runner_args: list[str], workdir) -> dict:
         scores["reconstruction_error"].to_numpy(), ref_scores["reconstruction_error"].to_numpy(), rtol=1e-5
     )
     assert scores["is_anomaly"].equals(ref_scores["is_anomaly"])
+    errors, ref_errors = (
+        scores["reconstruction_error"].to_numpy(),
+        ref_scores["reconstruction_error"].to_numpy(),
+    )
+    print(
+        f"{runner_args[0]}: {summary['counts']}; largest relative error difference "
+        f"{np.max(np.abs(errors - ref_errors) / np.maximum(ref_errors, 1e-12)):.3g}; "
+        f"flags equal; model weights equal"
+    )
     rejected, ref_rejected = _sorted(output / "rejected"), _sorted(example["output"] / "rejected")
     assert rejected.select(["id", "reason", "source_row"]).equals(
         ref_rejected.select(["id", "reason", "source_row"])
