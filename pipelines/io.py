@@ -465,6 +465,8 @@ def sample_rows(
     to ``places`` row groups (TFRecord: files) spread evenly over the input,
     conformed to the plan's schema."""
     schema = plan.project(columns)
+    # The rows and bytes are shared among the places actually sampled.
+    places = max(1, min(places, len(plan.splits(columns=schema.names, width=0, batch_rows=1, batch_bytes=1))))
     per_place = math.ceil(rows / places)
     budget = max_bytes // places
     splits = plan.splits(columns=schema.names, width=0, batch_rows=per_place, batch_bytes=budget)

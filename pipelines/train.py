@@ -25,10 +25,8 @@ Example:
 
 from __future__ import annotations
 
-import importlib.metadata
 import logging
 import os
-import platform
 import sys
 import time
 
@@ -37,24 +35,13 @@ import numpy as np
 import pyarrow as pa
 
 from autoenc import artifact as artifacts
-from autoenc import report
 from autoenc.errors import ConfigError, InputError
-from autoenc.preprocessing import MomentStats, Normalizer
 from autoenc.schema import infer_spec
-from autoenc.scoring import (
-    LatentDistribution,
-    flag_rates,
-    threshold_best_f1,
-    threshold_for_fpr,
-    threshold_from_contamination,
-)
+from autoenc.trainer import PARTS, ThresholdOptions, train_staged, write_training_report
 from autoenc.training import (
     TENSOR_KINDS,
     TrainingConfig,
     build_model,
-    fit,
-    make_dataset,
-    read_staged,
 )
 from autoenc.validation import key_mask, rejected_schema, validation_mask
 from pipelines import io, outputs, transforms
@@ -73,9 +60,6 @@ RUN_INFO = ".stage1.json"
 REPORT_FILE = "report.html"
 # Written into the version directory of a training run that failed (with why).
 FAILED_FILE = "FAILED"
-# The latent distribution is estimated on every validation row and at most
-# this many training rows (the first staged chunks that hold them).
-LATENT_TRAIN_ROWS = 100_000
 
 
 def split_mask(valid, selected, *, seed: int, fraction: float, by: str = "position", keys=()):
@@ -114,9 +98,6 @@ def _split(valid, *, seed: int, fraction: float, by: str, keys):
         yield valid.key, features[~to_validation]
 
 
-PARTS = ("train", "validation", "anomalies")
-
-
 def build_stage1(
     p, *, plan, schema, spec, config, version_dir, inp, label_column=None, split_by="position", bounds=None
 ):
@@ -141,16 +122,6 @@ def build_stage1(
         | "AllCounts" >> beam.Flatten()
         | "WriteRunInfo" >> transforms.WriteRunInfo(artifacts.join(version_dir, RUN_INFO))
     )
-
-
-def library_versions() -> dict:
-    versions = {"python": platform.python_version()}
-    for dist in ("autoenc", "tensorflow", "keras", "apache-beam", "pyarrow", "numpy"):
-        try:
-            versions[dist] = importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
-            versions[dist] = None
-    return versions
 
 
 def staged_files(version_dir: str) -> dict[str, list[tuple[str, int]]]:
@@ -386,73 +357,15 @@ def _train(options, inp, opt, config, plan, schema, spec, shape, bounds, version
             f"{counts['train']} for training, {counts['validation']} for validation. See the "
             f"reasons in {artifacts.join(version_dir, 'rejected')}."
         )
-    # The training statistics: each staged chunk's, merged in the chunks'
-    # order in the input, so they are the same however the job was split.
-    stats = MomentStats.merge([h.stats for h in headers["train"]])
-    try:
-        normalizer = Normalizer.from_stats(
-            stats, config.resolved_normalization, sizes=[f.size for f in spec.features]
-        )
-    except ValueError as e:
-        raise InputError(f"Cannot normalize the training rows: {e}.") from e
     files = {part: [path for path, _ in staged[part]] for part in PARTS}
-    result = fit(
+    model, metadata = train_staged(
         config,
-        n_features=spec.width,
-        normalizer=normalizer,
-        shape=shape,
-        train_files=files["train"],
-        val_files=files["validation"],
-        n_train=counts["train"],
-        n_val=counts["validation"],
-        verbose=1 if sys.stdout.isatty() else 2,
-    )
-    errors, moments = _errors_and_moments(
-        result.model, normalizer, files["validation"], spec.width, seed=config.seed
-    )
-    anomaly_errors, _ = _errors_and_moments(
-        result.model, normalizer, files["anomalies"], spec.width, seed=config.seed
-    )
-    _, train_moments = _errors_and_moments(
-        result.model, normalizer, files["train"], spec.width, max_rows=LATENT_TRAIN_ROWS, seed=config.seed
-    )
-    if not (np.isfinite(errors).all() and np.isfinite(result.val_loss).any()):
-        raise InputError(
-            "Training diverged: the validation errors are not finite numbers. Check the input for "
-            "extreme values (see --extreme_value_spreads) or lower --learning_rate."
-        )
-    latent_distribution = LatentDistribution.from_moments(*_add(moments, train_moments))
-    threshold, threshold_method = choose_threshold(
-        opt, config, errors, anomaly_errors, normal_rows=counts["train"] + counts["validation"]
-    )
-    quantiles = np.quantile(errors, np.linspace(0, 1, 101)).tolist()
-    metadata = artifacts.ArtifactMetadata(
-        spec=spec,
-        model_kind=config.model,
-        hyperparameters=config.to_dict(),
-        latent_dim=config.resolved_latent_dim(spec.width),
-        normalization=normalizer,
-        threshold=threshold,
-        threshold_method=threshold_method,
-        validation_error_quantiles=quantiles,
-        latent_distribution=latent_distribution,
-        history={
-            "loss": result.loss,
-            "val_loss": result.val_loss,
-            "best_epoch": result.best_epoch,
-            "warmup_val_loss": result.warmup,
-            "start": result.start,
-            "epoch_seconds": result.epoch_seconds,
-        },
-        rows={
-            "read": counts["read"],
-            "used": counts["train"] + counts["validation"],
-            "train": counts["train"],
-            "validation": counts["validation"],
-            "rejected": counts["rejected"],
-            **({"labeled_anomalous": counts["anomalies"]} if opt.label_column else {}),
-        },
-        input={
+        spec,
+        files=files,
+        headers=headers,
+        counts=counts,
+        threshold=ThresholdOptions(opt.threshold, opt.contamination, opt.target_fpr, opt.label_column),
+        input_info={
             "pattern": inp.input,
             "format": plan.fmt,
             "files": len(plan.files),
@@ -460,168 +373,35 @@ def _train(options, inp, opt, config, plan, schema, spec, shape, bounds, version
             "split_by": opt.split_by,
             "reconciliation": reconciliation["checks"],
             "extreme_value_bounds": bounds.to_dict(),
-            "determinism": determinism(plan, headers, config, opt),
+            "determinism": {
+                "seed": config.seed,
+                "split_by": opt.split_by,
+                "validation_fraction": config.validation_fraction,
+                "input_files": [{"path": f.path, "bytes": f.size, "rows": f.rows} for f in plan.files],
+            },
         },
-        library_versions=library_versions(),
-        created_at=artifacts.utc_now(),
+        verbose=1 if sys.stdout.isatty() else 2,
     )
+    result_history = metadata.history
     write_training_report(
         artifacts.join(version_dir, REPORT_FILE),
         metadata,
         version,
-        result.model,
+        model,
         files,
         wall_s=time.time() - started,
     )
-    artifact = artifacts.write_artifact(inp.model_dir, version, result.model, metadata)
+    artifact = artifacts.write_artifact(inp.model_dir, version, model, metadata)
     io.delete_tree(artifacts.join(version_dir, STAGING))
     print(
         f"autoenc train: wrote model version {version} to {artifact.path} in "
-        f"{time.time() - started:.1f} s: best epoch {result.best_epoch} of {len(result.loss)}, "
-        f"validation loss {min(result.val_loss):.6g}, threshold {threshold:.6g} "
-        f"({threshold_method['method']}).\n  report: {artifacts.join(artifact.path, REPORT_FILE)}",
+        f"{time.time() - started:.1f} s: best epoch {result_history['best_epoch']} of "
+        f"{len(result_history['loss'])}, validation loss {min(result_history['val_loss']):.6g}, threshold "
+        f"{metadata.threshold:.6g} ({metadata.threshold_method['method']}).\n"
+        f"  report: {artifacts.join(artifact.path, REPORT_FILE)}",
         file=sys.stderr,
     )
     return artifact
-
-
-def determinism(plan, headers, config, opt) -> dict:
-    """What determines the model besides the library versions: the seed and
-    split, the input files, and a fingerprint of the staged training and
-    validation rows (each chunk's place, rows and statistics, in canonical
-    order). Two runs with equal entries here and equal library versions train
-    the same model."""
-    import hashlib
-
-    digest = hashlib.sha256()
-    for part in ("train", "validation"):
-        for header in headers[part]:
-            digest.update(part.encode())
-            digest.update(np.float64(header.rows).tobytes())
-            digest.update(header.stats.to_array().astype("<f8").tobytes())
-    return {
-        "seed": config.seed,
-        "split_by": opt.split_by,
-        "validation_fraction": config.validation_fraction,
-        "input_files": [{"path": f.path, "bytes": f.size, "rows": f.rows} for f in plan.files],
-        "staged_chunks": {part: len(headers[part]) for part in PARTS},
-        "staged_rows_fingerprint": digest.hexdigest(),
-    }
-
-
-def write_training_report(path, metadata, version, model, staged, *, wall_s: float) -> None:
-    """``report.html`` of a training run: its loss curves and its validation rows
-    (rows labeled anomalous shown beside them)."""
-    from autoenc.scoring import Scorer
-
-    spec = metadata.spec
-    sizes = [f.size for f in spec.features]
-    scorer = Scorer(
-        model,
-        metadata.normalization,
-        metadata.threshold,
-        metadata.validation_error_quantiles,
-        feature_sizes=sizes,
-        top_k=min(3, len(sizes)),
-    )
-    shape = report.image_shape(spec, metadata.model_kind)
-    chunks = [(name, read_staged(staged[name], spec.width)) for name in ("validation", "anomalies")]
-    labeled = bool(metadata.input.get("label_column")) and bool(metadata.rows.get("labeled_anomalous"))
-
-    def rows():
-        for name, parts in chunks if labeled else chunks[:1]:
-            for chunk in parts:
-                yield np.column_stack([chunk, np.full(len(chunk), name == "anomalies", np.float64)])
-
-    sample = report.collect_sample(rows(), scorer, autoencoder=model if shape else None, with_labels=True)
-    if not labeled:
-        sample.labels = None
-    rows_text = ", ".join(f"{k} {v}" for k, v in metadata.rows.items())
-    method = metadata.threshold_method
-    facts = {
-        "model version": version,
-        "model kind": metadata.model_kind,
-        "features": ", ".join(f.describe() for f in spec.features),
-        "latent width": metadata.latent_dim,
-        "rows": rows_text,
-        "threshold": f"{metadata.threshold:.6g} ({method['method']})",
-        "best epoch": f"{metadata.history['best_epoch']} of {len(metadata.history['loss'])}",
-        "training input": metadata.input["pattern"],
-        "training time": f"{wall_s:.1f} s",
-        "created": metadata.created_at,
-    }
-    report.write(
-        path,
-        report.render(
-            title=f"autoenc model {version}",
-            facts=facts,
-            sample=sample,
-            threshold=metadata.threshold,
-            feature_names=[f.name for f in spec.features],
-            feature_sizes=sizes,
-            shape=shape,
-            history=metadata.history,
-            what="validation rows" + (" and rows labeled anomalous" if labeled else ""),
-        ),
-    )
-
-
-def choose_threshold(opt, config, errors, anomaly_errors, *, normal_rows: int) -> tuple[float, dict]:
-    """The model's threshold and how it was chosen: ``--threshold``,
-    ``--target_fpr`` or the best F1 (with ``--label_column``), else
-    ``--contamination`` (default 0.01) of the validation errors.
-
-    With labels, ``errors`` are those of the validation rows labeled normal and
-    ``anomaly_errors`` those of every row labeled anomalous (none of which was
-    trained on); for F1 each validation row stands for ``normal_rows / len(errors)``
-    normal rows, so precision is that of the whole data.
-    """
-    weight = normal_rows / max(len(errors), 1)
-    if opt.threshold is not None:
-        threshold, method = float(opt.threshold), {"method": "fixed"}
-    elif opt.target_fpr is not None:
-        threshold = threshold_for_fpr(errors, opt.target_fpr)
-        method = {"method": "target_fpr", "target_fpr": opt.target_fpr}
-    elif opt.label_column and opt.contamination is None:
-        threshold = threshold_best_f1(errors, anomaly_errors, normal_weight=weight)
-        method = {"method": "best_f1"}
-    else:
-        threshold = threshold_from_contamination(errors, config.contamination)
-        method = {"method": "contamination", "contamination": config.contamination}
-    method["validation_rows"] = int(len(errors))
-    if opt.label_column:
-        method["label_column"] = opt.label_column
-        method["on_labeled_rows"] = flag_rates(errors, anomaly_errors, threshold, normal_weight=weight)
-    return threshold, method
-
-
-def _errors_and_moments(model, normalizer, files, n_features, *, max_rows=None, seed=0):
-    """Reconstruction errors of staged rows, streamed, and the moments of their
-    latent vectors (``latent_moments`` summed); with ``max_rows`` the rows of
-    the first chunks that hold that many. The errors kept are a uniform sample
-    of at most ``autoenc.reservoir.MAX_ROWS`` (all of them below that), so
-    memory does not grow with the validation rows."""
-    from autoenc.reservoir import Reservoir
-    from autoenc.scoring import MODEL_BATCH_BYTES, Scorer, latent_moments
-
-    scorer = Scorer(model, normalizer, threshold=np.inf)
-    batch = max(1, min(65536, MODEL_BATCH_BYTES // (4 * n_features)))
-    ds = make_dataset(
-        files, n_features, normalizer, batch_size=batch, n_rows=0, shuffle=False, seed=0, cache=False
-    )
-    kept, moments = Reservoir(seed=seed), None
-    for x, _ in ds:
-        scores = scorer.score_normalized(x.numpy())
-        kept.add(error=scores.reconstruction_error)
-        moments = _add(moments, latent_moments(scores.latent[~scores.extreme]))
-        if max_rows is not None and moments[0] >= max_rows:
-            break
-    return kept.columns().get("error", np.zeros(0)), moments
-
-
-def _add(a, b):
-    """Sums of moment tuples; ``None`` is nothing."""
-    return b if a is None else a if b is None else tuple(x + y for x, y in zip(a, b, strict=True))
 
 
 def main(argv=None):
