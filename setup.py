@@ -27,8 +27,9 @@ setup(
         # Native CRC32C for TFRecord framing; Beam otherwise falls back to a slow
         # pure-Python checksum.
         "google-crc32c>=1.5",
-        # autoenc evaluate: IsolationForest beside the model, ROC and PR metrics.
-        "scikit-learn>=1.3",
+        # autoenc evaluate: IsolationForest beside the model, ROC and PR metrics;
+        # autoenc.Autoencoder is a scikit-learn estimator (1.6: estimator tags).
+        "scikit-learn>=1.6",
         # report.html: figures drawn headless (Agg) and embedded as PNG.
         "matplotlib>=3.7",
     ],
