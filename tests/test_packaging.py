@@ -41,7 +41,8 @@ def test_sdist_holds_the_library_and_the_pipelines(tmp_path):
 def test_library_does_not_import_beam():
     code = (
         "import sys, autoenc.artifact, autoenc.training, autoenc.scoring, autoenc.tfexample, "
-        "autoenc.validation, autoenc.tfrecord, autoenc.reservoir, autoenc.preprocessing, autoenc.report; "
+        "autoenc.validation, autoenc.tfrecord, autoenc.reservoir, autoenc.preprocessing, autoenc.report, "
+        "autoenc.export; "
         "print('apache_beam' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, capture_output=True, text=True)
