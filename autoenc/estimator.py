@@ -133,26 +133,7 @@ class Autoencoder(TransformerMixin, BaseEstimator):
     def _config(self):
         from autoenc.training import TrainingConfig
 
-        return TrainingConfig(
-            model=self.model,
-            latent_dim=self.latent_dim,
-            hidden_units=tuple(self.hidden_units),
-            activation=self.activation,
-            epochs=self.epochs,
-            batch_size=self.batch_size,
-            learning_rate=self.learning_rate,
-            patience=self.patience,
-            min_improvement=self.min_improvement,
-            validation_fraction=self.validation_fraction,
-            contamination=self.contamination,
-            seed=self.seed,
-            init=self.init,
-            n_init=self.n_init,
-            sparsity=self.sparsity,
-            beta=self.beta,
-            loss=self.loss,
-            normalization=self.normalization,
-        )
+        return TrainingConfig.from_attributes(self)
 
     def fit(self, X, y=None, *, keys=None):
         """Fits the autoencoder on the rows of ``X``; returns ``self``.

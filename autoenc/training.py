@@ -129,6 +129,17 @@ class TrainingConfig:
     init: str = "auto"
     n_init: int | None = None
 
+    @classmethod
+    def from_attributes(cls, source, **overrides) -> TrainingConfig:
+        """A config from the same-named attributes of ``source`` (``autoenc
+        train``'s options, the ``Autoencoder`` estimator), then ``overrides``;
+        a field ``source`` lacks keeps its default."""
+        values = {f.name: getattr(source, f.name) for f in dataclasses.fields(cls) if hasattr(source, f.name)}
+        values.update(overrides)
+        if "hidden_units" in values:
+            values["hidden_units"] = tuple(values["hidden_units"])
+        return cls(**values)
+
     def __post_init__(self):
         checks = [
             (self.latent_dim is None or self.latent_dim >= 1, "latent_dim", ">= 1"),

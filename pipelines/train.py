@@ -211,25 +211,8 @@ def run(argv=None, save_main_session=False):
     options = parse(argv, save_main_session=save_main_session)
     inp = options.view_as(InputOptions)
     opt = options.view_as(TrainOptions)
-    config = TrainingConfig(
-        model=opt.model,
-        loss=opt.loss,
-        normalization=opt.normalization,
-        sparsity=opt.sparsity,
-        beta=opt.beta,
-        latent_dim=opt.latent_dim,
-        hidden_units=tuple(opt.hidden_units),
-        activation=opt.activation,
-        epochs=opt.epochs,
-        batch_size=opt.batch_size,
-        learning_rate=opt.learning_rate,
-        patience=opt.patience,
-        min_improvement=opt.min_improvement,
-        validation_fraction=opt.validation_fraction,
-        contamination=DEFAULTS.contamination if opt.contamination is None else opt.contamination,
-        seed=opt.seed,
-        init=opt.init,
-        n_init=opt.n_init,
+    config = TrainingConfig.from_attributes(
+        opt, contamination=DEFAULTS.contamination if opt.contamination is None else opt.contamination
     )
     check_threshold_options(opt)
     if not opt.extreme_value_spreads > 0:
