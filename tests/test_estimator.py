@@ -170,7 +170,7 @@ def test_scikit_learn_estimator_checks():
 
     # Every check applies and passes. The pca kind keeps this under a minute
     # (each check fits afresh); the dense kind passes the same checks in about
-    # five minutes (docs/python.md).
+    # seven minutes (docs/python.md).
     estimator = Autoencoder("pca", latent_dim=1, epochs=1, n_init=1, patience=1)
     results = check_estimator(estimator, on_fail=None)
     failed = [(r["check_name"], str(r["exception"])[:300]) for r in results if r["status"] == "failed"]
