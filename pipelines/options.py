@@ -6,6 +6,7 @@ Every standard Beam option (``--runner``, ``--direct_num_workers``,
 
 from __future__ import annotations
 
+import argparse
 import math
 import os
 
@@ -14,7 +15,6 @@ from apache_beam.options.pipeline_options import (
     PipelineOptions,
     SetupOptions,
     StandardOptions,
-    _BeamArgumentParser,
 )
 
 from autoenc.errors import ConfigError
@@ -370,8 +370,19 @@ class EvaluateOptions(PipelineOptions):
         )
 
 
-class _StrictParser(_BeamArgumentParser):
-    """Raises ``ConfigError`` instead of printing every Beam option and exiting."""
+class _StrictParser(argparse.ArgumentParser):
+    """Raises ``ConfigError`` instead of printing every Beam option and exiting.
+
+    A plain ``argparse`` parser (Beam's own parser class is private): options
+    classes that declare templated options call ``add_value_provider_argument``,
+    which here declares the option by name and type only; only the names and
+    values of the options given are checked.
+    """
+
+    def add_value_provider_argument(self, *args, **kwargs):
+        if args and not args[0].startswith("-") and kwargs.get("nargs") is None:
+            kwargs["nargs"] = "?"
+        self.add_argument(*args, **kwargs)
 
     def error(self, message):
         raise ConfigError(f"Invalid option value: {message}. Run with --help for usage.")
