@@ -158,8 +158,8 @@ class Autoencoder(TransformerMixin, BaseEstimator):
         from autoenc.validation import key_mask, validation_mask
 
         config = self._config()
-        table = self._table(X, fitting=True)
-        spec = self._spec(table)
+        table, row_shape = self._table(X, fitting=True)
+        spec = self._spec(table, row_shape)
         features = self._features(table, spec)
         n = len(features)
         if n < 2:
@@ -266,14 +266,15 @@ class Autoencoder(TransformerMixin, BaseEstimator):
 
     # -- input ------------------------------------------------------------------
 
-    def _table(self, X, *, fitting: bool) -> pa.Table:
-        """``X`` as an Arrow table with named columns."""
+    def _table(self, X, *, fitting: bool) -> tuple[pa.Table, tuple[int, ...] | None]:
+        """``X`` as an Arrow table with named columns, and the per-row shape of
+        a numpy array of rank > 2 (one image or sequence feature a row)."""
         if isinstance(X, pa.RecordBatch):
-            return pa.Table.from_batches([X])
+            return pa.Table.from_batches([X]), None
         if isinstance(X, pa.Table):
-            return X
+            return X, None
         if hasattr(X, "columns") and hasattr(X, "iloc"):  # a pandas DataFrame
-            return pa.Table.from_pandas(X, preserve_index=False)
+            return pa.Table.from_pandas(X, preserve_index=False), None
         # numpy and other array-likes: scikit-learn's own checks (sparse, complex,
         # object, empty and 1D input get its messages); NaN and infinite values
         # pass here and are named by row in ``_features``.
@@ -300,26 +301,22 @@ class Autoencoder(TransformerMixin, BaseEstimator):
                 )
             return pa.table(
                 {name: np.ascontiguousarray(array[:, j], dtype=np.float64) for j, name in enumerate(names)}
-            )
+            ), None
         width = int(np.prod(array.shape[1:]))
-        self._input_shape = tuple(int(d) for d in array.shape[1:])
         flat = np.ascontiguousarray(array.reshape(len(array), width), dtype=np.float64)
         offsets = pa.array(np.arange(0, (len(array) + 1) * width, width, dtype=np.int64))
         column = pa.LargeListArray.from_arrays(offsets, pa.array(flat.ravel()))
         name = self.feature_names_in_[0] if not fitting and hasattr(self, "feature_names_in_") else "x"
-        return pa.table({name: column})
+        return pa.table({name: column}), tuple(int(d) for d in array.shape[1:])
 
-    def _spec(self, table: pa.Table):
+    def _spec(self, table: pa.Table, row_shape: tuple[int, ...] | None):
+        """The feature spec of ``X``: a list column's shape is ``shape``, else
+        that of a numpy array's rows, else inferred from the first rows."""
         from autoenc.schema import infer_spec
 
-        shapes = ()
-        for field in table.schema:
-            if pa.types.is_large_list(field.type) or pa.types.is_list(field.type):
-                shape = self.shape or getattr(self, "_input_shape", None)
-                if shape is None and table.num_rows:
-                    shape = _array_shape(table, field.name)
-                if shape is not None:
-                    shapes = (f"{field.name}={','.join(map(str, shape))}",)
+        shape = self.shape or row_shape
+        lists = [f.name for f in table.schema if pa.types.is_large_list(f.type) or pa.types.is_list(f.type)]
+        shapes = tuple(f"{name}={','.join(map(str, shape))}" for name in lists) if shape else ()
         return infer_spec(table.schema, shapes=shapes, first_rows=table.slice(0, 100), source="X")
 
     def _features(self, table: pa.Table, spec) -> np.ndarray:
@@ -349,7 +346,7 @@ class Autoencoder(TransformerMixin, BaseEstimator):
 
     def _check_X(self, X) -> np.ndarray:
         check_is_fitted(self, "model_")
-        return self._features(self._table(X, fitting=False), self.metadata_.spec)
+        return self._features(self._table(X, fitting=False)[0], self.metadata_.spec)
 
     # -- scoring ----------------------------------------------------------------
 
@@ -443,13 +440,3 @@ class Autoencoder(TransformerMixin, BaseEstimator):
 def _header(path: str, read_header):
     with open(path, "rb") as f:
         return read_header(f, source=path)
-
-
-def _array_shape(table: pa.Table, name: str):
-    """The per-row shape of a list column built from an array of rank > 2."""
-    value = table.column(name)[0].as_py()
-    shape = []
-    while isinstance(value, list):
-        shape.append(len(value))
-        value = value[0] if value else None
-    return tuple(shape)

@@ -187,13 +187,13 @@ def _feature_column(name: str, values: list, feature) -> tuple[pa.Array, dict[in
     not a number (or, for a tensor feature, not an array of numbers)."""
     try:
         column = pa.array(values)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError):
+        column = None  # mixed types: value by value below
+    if column is not None:
         if feature.shape or pa.types.is_integer(column.type) or pa.types.is_floating(column.type):
             return column, {}
         if pa.types.is_null(column.type):
             return pa.nulls(len(values), pa.float64()), {}
-    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError):
-        if feature.shape:
-            column = None
     if feature.shape:
         out, problems = [], {}
         for i, value in enumerate(values):
@@ -266,36 +266,48 @@ def reference_schema(schema: pa.Schema, spec: FeatureSpec) -> pa.Schema:
     return pa.schema(fields)
 
 
+def _one_batch(table: pa.Table) -> pa.RecordBatch:
+    batches = table.combine_chunks().to_batches(max_chunksize=None)
+    return batches[0] if batches else pa.RecordBatch.from_pylist([], schema=table.schema)
+
+
+def _merge_reasons(first: list | None, second: list | None) -> list | None:
+    """Two per-row reason lists (``None`` = no reasons) as one."""
+    if first is None or second is None:
+        return first if second is None else second
+    return ["; ".join(r for r in (a, b) if r) or None for a, b in zip(first, second, strict=True)]
+
+
+def conformed_chunk(batch: pa.RecordBatch, reasons: list | None, spec: FeatureSpec, *, source: str) -> Chunk:
+    """A user's batch conformed to ``reference_schema``, with the rows that
+    could not be (``reasons``: those found while building the batch)."""
+    conformed = conform_batch(batch, reference_schema(batch.schema, spec), spec, source=source or "the input")
+    return Chunk(
+        source=source, first_row=0, batch=conformed.batch, reasons=_merge_reasons(reasons, conformed.reasons)
+    )
+
+
 def as_chunk(element, spec: FeatureSpec, *, source: str = "") -> tuple[Chunk, str]:
     """Any input element as a ``Chunk`` (conformed to ``reference_schema``) and
     the kind of element it was: ``chunk``, ``rows``, ``record_batch``,
     ``table`` or ``dataframe``."""
     if isinstance(element, Chunk):
         return element, "chunk"
+    reasons = None
     if isinstance(element, list):
-        batch, reasons = rows_to_batch(element, spec)
-        kind = "rows"
+        (batch, reasons), kind = rows_to_batch(element, spec), "rows"
     elif isinstance(element, pa.RecordBatch):
-        batch, reasons, kind = element, None, "record_batch"
+        batch, kind = element, "record_batch"
     elif isinstance(element, pa.Table):
-        batch, reasons, kind = element.combine_chunks().to_batches(max_chunksize=None), None, "table"
-        batch = batch[0] if batch else pa.RecordBatch.from_pylist([], schema=element.schema)
+        batch, kind = _one_batch(element), "table"
     elif _is_dataframe(element):
-        batch, reasons, kind = pa.RecordBatch.from_pandas(element, preserve_index=False), None, "dataframe"
+        batch, kind = pa.RecordBatch.from_pandas(element, preserve_index=False), "dataframe"
     else:
         raise TypeError(
             f"Score takes dicts, beam.Rows, Arrow record batches or tables, or pandas DataFrames. "
             f"Received an element of type {type(element).__name__}."
         )
-    reference = reference_schema(batch.schema, spec)
-    conformed = conform_batch(batch, reference, spec, source=source or "the input")
-    merged = reasons
-    if conformed.reasons is not None:
-        merged = [
-            "; ".join(r for r in (a, b) if r) or None
-            for a, b in zip(reasons or [None] * batch.num_rows, conformed.reasons, strict=True)
-        ]
-    return Chunk(source=source, first_row=0, batch=conformed.batch, reasons=merged), kind
+    return conformed_chunk(batch, reasons, spec, source=source), kind
 
 
 # -- scoring a batch -------------------------------------------------------------
@@ -385,7 +397,7 @@ def score_chunk(chunk: Chunk, setup: ScoringSetup, loaded, keep: Sequence[str] |
 def _like_input(table: pa.Table, kind: str, *, rejected: bool = False):
     """A result table as the kind of element that came in."""
     if kind == "record_batch":
-        return table.combine_chunks().to_batches(max_chunksize=None)[0] if table.num_rows else None
+        return _one_batch(table) if table.num_rows else None
     if kind == "table":
         return table
     if kind == "dataframe":
@@ -738,16 +750,9 @@ def _is_one_row(element) -> bool:
 
 
 def _checked(batch: pa.RecordBatch, reasons, model: _HandlerModel, what: str) -> np.ndarray:
-    reference = reference_schema(batch.schema, model.spec)
-    conformed = conform_batch(batch, reference, model.spec, source=what)
-    prior = conformed.reasons
-    if reasons is not None:
-        prior = [
-            "; ".join(r for r in (a, b) if r) or None
-            for a, b in zip(reasons, prior or [None] * batch.num_rows, strict=True)
-        ]
-    spec = dataclasses.replace(model.spec, key_columns=())
-    checked = validate_batch(conformed.batch, spec, prior_reasons=prior)
+    spec = dataclasses.replace(model.spec, key_columns=())  # the handler needs no keys
+    chunk = conformed_chunk(batch, reasons, spec, source=what)
+    checked = validate_batch(chunk.batch, spec, prior_reasons=chunk.reasons)
     if checked.reasons:
         bad = np.flatnonzero(~checked.valid)
         raise ValueError(
@@ -782,7 +787,7 @@ def _many_features(element, model: _HandlerModel) -> np.ndarray:
             )
         return _finite(features, "an array element")
     if isinstance(element, pa.Table):
-        element = element.combine_chunks().to_batches(max_chunksize=None)[0]
+        element = _one_batch(element)
     if isinstance(element, pa.RecordBatch):
         return _checked(element, None, model, "a record batch")
     raise TypeError(
