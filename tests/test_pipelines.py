@@ -586,7 +586,7 @@ def test_top_features_name_the_features_that_broke(tiny_model_dir, tmp_path):
     off: that feature carries most of the row's error and mostly comes first. (Not so
     for x2 = Z^3 or x4 = exp Z, which are monotone in Z: the encoder reads the
     pushed value as another Z and the error shows on the other features; the
-    README says so.)"""
+    docs/score.md says so.)"""
     table = article_table(200, seed=6, id_prefix="new")
     broken = {}
     for name, rows in (("x1", range(0, 50)), ("x3", range(50, 100))):
