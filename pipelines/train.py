@@ -25,6 +25,8 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import logging
 import os
 import sys
@@ -36,7 +38,8 @@ import pyarrow as pa
 
 from autoenc import artifact as artifacts
 from autoenc.errors import ConfigError, InputError
-from autoenc.schema import infer_spec
+from autoenc.preprocessing import ExtremeBounds
+from autoenc.schema import FeatureSpec, infer_spec
 from autoenc.trainer import PARTS, ThresholdOptions, train_staged, write_training_report
 from autoenc.training import (
     TENSOR_KINDS,
@@ -96,32 +99,6 @@ def _split(valid, *, seed: int, fraction: float, by: str, keys):
         yield beam.pvalue.TaggedOutput("validation", (valid.key, features[to_validation]))
     if not to_validation.all():
         yield valid.key, features[~to_validation]
-
-
-def build_stage1(
-    p, *, plan, schema, spec, config, version_dir, inp, label_column=None, split_by="position", bounds=None
-):
-    """Adds the read / validate / split / stage steps to pipeline ``p``."""
-    chunks = p | "ReadRecords" >> io.ReadRecords(
-        plan, schema=schema, spec=spec, batch_rows=inp.read_batch_rows, batch_bytes=inp.read_batch_bytes
-    )
-    keys = spec.key_columns if split_by == "key" else ()
-    checked = chunks | "Validate" >> transforms.Validate(
-        spec, keep_columns=keys, label_column=label_column, bounds=bounds
-    )
-    checked[transforms.REJECTED] | "WriteRejected" >> io.WriteParquet(
-        artifacts.join(version_dir, "rejected"), rejected_schema(schema)
-    )
-    split = checked.valid | "Split" >> beam.FlatMap(
-        _split, seed=config.seed, fraction=config.validation_fraction, by=split_by, keys=keys
-    ).with_outputs("validation", "anomalies", main="train")
-    staging = artifacts.join(version_dir, STAGING)
-    counts = [split[name] | f"Stage{name.title()}" >> transforms.StageRows(staging, name) for name in PARTS]
-    (
-        [checked[transforms.COUNTS], *counts]
-        | "AllCounts" >> beam.Flatten()
-        | "WriteRunInfo" >> transforms.WriteRunInfo(artifacts.join(version_dir, RUN_INFO))
-    )
 
 
 def staged_files(version_dir: str) -> dict[str, list[tuple[str, int]]]:
@@ -201,15 +178,90 @@ def _fail_version(version_dir: str, error: BaseException) -> None:
         _log.warning("Could not write %s", artifacts.join(version_dir, FAILED_FILE), exc_info=True)
 
 
-def run(argv=None, save_main_session=False):
-    """Runs the training job. Returns the written ``ModelArtifact``.
+def extreme_bounds(sample: pa.Table, schema: pa.Schema, spec, spreads: float):
+    """``ExtremeBounds`` of the features from the launch-time sample's valid rows."""
+    from autoenc.validation import conform_batch, validate_batch
 
-    Args:
-        argv: command-line arguments (without the program name).
-        save_main_session: pickle the main session for remote workers.
+    features = np.zeros((0, spec.width))
+    if sample.num_rows:
+        batch = sample.select(schema.names).combine_chunks().to_batches()[0]
+        conformed = conform_batch(batch, schema, spec, source="the launch sample")
+        features = validate_batch(conformed.batch, spec, prior_reasons=conformed.reasons).features
+    return ExtremeBounds.from_sample(
+        features, spec.names, sizes=[f.size for f in spec.features], spreads=spreads
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainJob:
+    """A training run, resolved at launch from the options.
+
+    Attributes:
+        config: the model's hyperparameters.
+        pattern: the input glob, as given.
+        plan: the input files (``io.plan_input``).
+        spec: the features, key and label columns.
+        schema: the schema the input is read with (the needed columns only).
+        bounds: the extreme-value bounds rows are validated against.
+        model_dir: where the new version is written.
+        split_by: ``position`` or ``key`` (how rows go to validation).
+        threshold: how the anomaly threshold is set.
     """
-    options = parse(argv, save_main_session=save_main_session)
-    inp = options.view_as(InputOptions)
+
+    config: TrainingConfig
+    pattern: str
+    plan: io.InputPlan
+    spec: FeatureSpec
+    schema: pa.Schema
+    bounds: ExtremeBounds
+    model_dir: str
+    split_by: str
+    threshold: ThresholdOptions
+
+    @property
+    def label_column(self) -> str | None:
+        return self.threshold.label_column
+
+    @property
+    def shape(self) -> tuple[int, ...] | None:
+        """The one feature's shape for the image and sequence kinds, else None."""
+        return self.spec.features[0].shape if self.config.model in TENSOR_KINDS else None
+
+    def input_info(self, reconciliation: dict) -> dict:
+        """``metadata.json``'s ``input``: where the rows came from and how they were split."""
+        return {
+            "pattern": self.pattern,
+            "format": self.plan.fmt,
+            "files": len(self.plan.files),
+            "label_column": self.label_column,
+            "split_by": self.split_by,
+            "reconciliation": reconciliation["checks"],
+            "extreme_value_bounds": self.bounds.to_dict(),
+            "determinism": {
+                "seed": self.config.seed,
+                "split_by": self.split_by,
+                "validation_fraction": self.config.validation_fraction,
+                "input_files": [{"path": f.path, "bytes": f.size, "rows": f.rows} for f in self.plan.files],
+            },
+        }
+
+
+@dataclasses.dataclass(frozen=True)
+class Staged:
+    """What the Beam pass left in a version directory, checked."""
+
+    counts: dict[str, int]
+    files: dict[str, list[str]]
+    headers: dict[str, list]
+    reconciliation: dict
+
+
+def check_options(options) -> TrainingConfig:
+    """Checks the options that need no file; returns the training configuration.
+
+    Raises:
+        ConfigError: a bad option.
+    """
     opt = options.view_as(TrainOptions)
     config = TrainingConfig.from_attributes(
         opt, contamination=DEFAULTS.contamination if opt.contamination is None else opt.contamination
@@ -219,7 +271,18 @@ def run(argv=None, save_main_session=False):
         raise ConfigError(
             f"--extreme_value_spreads must be > 0 (inf: no bound). Received: {opt.extreme_value_spreads}"
         )
-    started = time.time()
+    return config
+
+
+def plan_job(options, config: TrainingConfig) -> TrainJob:
+    """Reads the input's schema and first rows, chooses the features and checks
+    that the model kind can take them, before anything runs.
+
+    Raises:
+        InputError: unreadable input. ConfigError: options the data cannot take.
+    """
+    inp = options.view_as(InputOptions)
+    opt = options.view_as(TrainOptions)
     plan = io.plan_input(inp.input, inp.format)
     sample = io.sample_rows(plan, plan.schema.names)
     spec = infer_spec(
@@ -242,21 +305,31 @@ def run(argv=None, save_main_session=False):
             "--split_by=key splits rows by the values of their key columns, and there are none. "
             "Name them with --key_columns, or use --split_by=position."
         )
-    shape = spec.features[0].shape if config.model in TENSOR_KINDS else None
-    # Build the model once now: a combination the kind cannot take stops here,
-    # before the pass over the data.
-    build_model(config, spec.width, shape)
     columns = set(spec.names) | set(spec.key_columns) | ({opt.label_column} if opt.label_column else set())
     schema = io.model_schema(plan.project(columns), spec, plan.fmt)
-    bounds = extreme_bounds(sample, schema, spec, opt.extreme_value_spreads)
-    cleanup_abandoned(inp.model_dir)
-    version = artifacts.new_version()
-    version_dir = artifacts.join(inp.model_dir, version)
-    _log.info(
-        "Training version %s on %d file(s), features %s", version, len(plan.files), ", ".join(spec.names)
+    job = TrainJob(
+        config=config,
+        pattern=inp.input,
+        plan=plan,
+        spec=spec,
+        schema=schema,
+        bounds=extreme_bounds(sample, schema, spec, opt.extreme_value_spreads),
+        model_dir=inp.model_dir,
+        split_by=opt.split_by,
+        threshold=ThresholdOptions(opt.threshold, opt.contamination, opt.target_fpr, opt.label_column),
     )
+    # Build the model once now: a combination the kind cannot take stops here,
+    # before the pass over the data.
+    build_model(config, spec.width, job.shape)
+    return job
+
+
+def announce(job: TrainJob, options) -> None:
+    """Says what is about to run, and which columns were left out of the features."""
+    spec = job.spec
+    _log.info("Training on %d file(s), features %s", len(job.plan.files), ", ".join(spec.names))
     print(
-        f"autoenc train: {len(plan.files)} file(s), {spec.n_features} feature(s): "
+        f"autoenc train: {len(job.plan.files)} file(s), {spec.n_features} feature(s): "
         f"{', '.join(f.describe() for f in spec.features)}; on {runner_name(options)}",
         file=sys.stderr,
     )
@@ -267,57 +340,67 @@ def run(argv=None, save_main_session=False):
             + ". Name them in --features to use them.",
             file=sys.stderr,
         )
+
+
+@contextlib.contextmanager
+def new_version(model_dir: str):
+    """Creates and locks a new version directory; yields (version, its path).
+
+    If the body fails, the version keeps only ``rejected/`` and a ``FAILED``
+    file saying why (``_fail_version``), and the error goes on.
+    """
+    version = artifacts.new_version()
+    version_dir = artifacts.join(model_dir, version)
     lock = outputs.OutputLock(version_dir, version, what="model version").acquire()
     try:
-        artifact = _train(
-            options, inp, opt, config, plan, schema, spec, shape, bounds, version, version_dir, started
-        )
+        yield version, version_dir
     except BaseException as e:
         _fail_version(version_dir, e)
         raise
     finally:
         lock.release()
-    return artifact
 
 
-def extreme_bounds(sample: pa.Table, schema: pa.Schema, spec, spreads: float):
-    """``ExtremeBounds`` of the features from the launch-time sample's valid rows."""
-    from autoenc.preprocessing import ExtremeBounds
-    from autoenc.validation import conform_batch, validate_batch
-
-    features = np.zeros((0, spec.width))
-    if sample.num_rows:
-        batch = sample.select(schema.names).combine_chunks().to_batches()[0]
-        conformed = conform_batch(batch, schema, spec, source="the launch sample")
-        features = validate_batch(conformed.batch, spec, prior_reasons=conformed.reasons).features
-    return ExtremeBounds.from_sample(
-        features, spec.names, sizes=[f.size for f in spec.features], spreads=spreads
+def build_pipeline(p: beam.Pipeline, job: TrainJob, version_dir: str, *, batch_rows, batch_bytes):
+    """The training job's Beam pass: read, validate, write the rejected rows,
+    split, stage the rows for the fit and write the counts."""
+    chunks = p | "ReadRecords" >> io.ReadRecords(
+        job.plan, schema=job.schema, spec=job.spec, batch_rows=batch_rows, batch_bytes=batch_bytes
+    )
+    keys = job.spec.key_columns if job.split_by == "key" else ()
+    checked = chunks | "Validate" >> transforms.Validate(
+        job.spec, keep_columns=keys, label_column=job.label_column, bounds=job.bounds
+    )
+    checked[transforms.REJECTED] | "WriteRejected" >> io.WriteParquet(
+        artifacts.join(version_dir, "rejected"), rejected_schema(job.schema)
+    )
+    split = checked.valid | "Split" >> beam.FlatMap(
+        _split, seed=job.config.seed, fraction=job.config.validation_fraction, by=job.split_by, keys=keys
+    ).with_outputs("validation", "anomalies", main="train")
+    staging = artifacts.join(version_dir, STAGING)
+    counts = [split[name] | f"Stage{name.title()}" >> transforms.StageRows(staging, name) for name in PARTS]
+    (
+        [checked[transforms.COUNTS], *counts]
+        | "AllCounts" >> beam.Flatten()
+        | "WriteRunInfo" >> transforms.WriteRunInfo(artifacts.join(version_dir, RUN_INFO))
     )
 
 
-def _train(options, inp, opt, config, plan, schema, spec, shape, bounds, version, version_dir, started):
-    with beam.Pipeline(options=options) as p:
-        build_stage1(
-            p,
-            plan=plan,
-            schema=schema,
-            spec=spec,
-            config=config,
-            version_dir=version_dir,
-            inp=inp,
-            label_column=opt.label_column,
-            split_by=opt.split_by,
-            bounds=bounds,
-        )
+def check_staged(job: TrainJob, version_dir: str) -> Staged:
+    """Reads the pass's counts and the staged files' headers, and checks that
+    every row read was staged or rejected, and that rows are left to train on.
 
+    Raises:
+        ReconciliationError: a row lost or duplicated. InputError: no rows to train on.
+    """
     info = transforms.read_run_info(artifacts.join(version_dir, RUN_INFO))
     counts = {k: info["counts"].get(k, 0) for k in ("read", "rejected", *PARTS)}
-    io.ensure_schema_file(artifacts.join(version_dir, "rejected"), rejected_schema(schema))
+    io.ensure_schema_file(artifacts.join(version_dir, "rejected"), rejected_schema(job.schema))
     staged = staged_files(version_dir)
-    headers = {part: read_headers(staged[part], spec.width) for part in PARTS}
+    headers = {part: read_headers(staged[part], job.spec.width) for part in PARTS}
     rejected_files = io.footer_rows(artifacts.join(version_dir, "rejected"))
     reconciliation = transforms.reconcile(
-        declared=plan.expected_rows,
+        declared=job.plan.expected_rows,
         counts=counts,
         outcomes=("train", "validation", "anomalies", "rejected"),
         written={
@@ -330,7 +413,7 @@ def _train(options, inp, opt, config, plan, schema, spec, shape, bounds, version
     print(
         f"autoenc train: read {counts['read']} rows: {counts['train']} for training, "
         f"{counts['validation']} for validation, "
-        + (f"{counts['anomalies']} labeled anomalous, " if opt.label_column else "")
+        + (f"{counts['anomalies']} labeled anomalous, " if job.label_column else "")
         + f"{counts['rejected']} rejected (see {artifacts.join(version_dir, 'rejected')})",
         file=sys.stderr,
     )
@@ -341,50 +424,78 @@ def _train(options, inp, opt, config, plan, schema, spec, shape, bounds, version
             f"reasons in {artifacts.join(version_dir, 'rejected')}."
         )
     files = {part: [path for path, _ in staged[part]] for part in PARTS}
-    model, metadata = train_staged(
-        config,
-        spec,
-        files=files,
-        headers=headers,
-        counts=counts,
-        threshold=ThresholdOptions(opt.threshold, opt.contamination, opt.target_fpr, opt.label_column),
-        input_info={
-            "pattern": inp.input,
-            "format": plan.fmt,
-            "files": len(plan.files),
-            "label_column": opt.label_column,
-            "split_by": opt.split_by,
-            "reconciliation": reconciliation["checks"],
-            "extreme_value_bounds": bounds.to_dict(),
-            "determinism": {
-                "seed": config.seed,
-                "split_by": opt.split_by,
-                "validation_fraction": config.validation_fraction,
-                "input_files": [{"path": f.path, "bytes": f.size, "rows": f.rows} for f in plan.files],
-            },
-        },
+    return Staged(counts=counts, files=files, headers=headers, reconciliation=reconciliation)
+
+
+def fit(job: TrainJob, staged: Staged):
+    """Fits the model on the staged rows in this process; returns (model, metadata)."""
+    return train_staged(
+        job.config,
+        job.spec,
+        files=staged.files,
+        headers=staged.headers,
+        counts=staged.counts,
+        threshold=job.threshold,
+        input_info=job.input_info(staged.reconciliation),
         verbose=1 if sys.stdout.isatty() else 2,
     )
-    result_history = metadata.history
+
+
+def write_version(job: TrainJob, version: str, model, metadata, staged: Staged, started: float):
+    """Writes the report and the artifact (``LATEST`` then names it) and
+    removes the staged rows; returns the ``ModelArtifact``."""
+    version_dir = artifacts.join(job.model_dir, version)
     write_training_report(
         artifacts.join(version_dir, REPORT_FILE),
         metadata,
         version,
         model,
-        files,
+        staged.files,
         wall_s=time.time() - started,
     )
-    artifact = artifacts.write_artifact(inp.model_dir, version, model, metadata)
+    artifact = artifacts.write_artifact(job.model_dir, version, model, metadata)
     io.delete_tree(artifacts.join(version_dir, STAGING))
+    return artifact
+
+
+def run(argv=None, save_main_session=False):
+    """Runs the training job. Returns the written ``ModelArtifact``.
+
+    Args:
+        argv: command-line arguments (without the program name).
+        save_main_session: pickle the main session for remote workers.
+    """
+    options = parse(argv, save_main_session=save_main_session)
+    inp = options.view_as(InputOptions)
+    config = check_options(options)
+    started = time.time()
+    job = plan_job(options, config)
+    announce(job, options)
+    cleanup_abandoned(job.model_dir)
+    with new_version(job.model_dir) as (version, version_dir):
+        with beam.Pipeline(options=options) as p:
+            build_pipeline(
+                p, job, version_dir, batch_rows=inp.read_batch_rows, batch_bytes=inp.read_batch_bytes
+            )
+        staged = check_staged(job, version_dir)
+        model, metadata = fit(job, staged)
+        artifact = write_version(job, version, model, metadata, staged, started)
+    report(artifact, started)
+    return artifact
+
+
+def report(artifact, started: float) -> None:
+    """Prints the written version, its fit and where its report is."""
+    metadata = artifact.metadata
+    history = metadata.history
     print(
-        f"autoenc train: wrote model version {version} to {artifact.path} in "
-        f"{time.time() - started:.1f} s: best epoch {result_history['best_epoch']} of "
-        f"{len(result_history['loss'])}, validation loss {min(result_history['val_loss']):.6g}, threshold "
+        f"autoenc train: wrote model version {artifact.version} to {artifact.path} in "
+        f"{time.time() - started:.1f} s: best epoch {history['best_epoch']} of "
+        f"{len(history['loss'])}, validation loss {min(history['val_loss']):.6g}, threshold "
         f"{metadata.threshold:.6g} ({metadata.threshold_method['method']}).\n"
         f"  report: {artifacts.join(artifact.path, REPORT_FILE)}",
         file=sys.stderr,
     )
-    return artifact
 
 
 def main(argv=None):
