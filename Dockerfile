@@ -14,7 +14,7 @@ FROM apache/beam_python3.11_sdk:2.77.0
 COPY --from=launcher /opt/google/dataflow/python_template_launcher /opt/google/dataflow/python_template_launcher
 
 WORKDIR /opt/autoenc
-COPY setup.py README.md ./
+COPY pyproject.toml setup.py README.md LICENSE MANIFEST.in ./
 COPY autoenc/ autoenc/
 COPY pipelines/ pipelines/
 RUN pip install --no-cache-dir . && pip check

@@ -6,9 +6,25 @@ runnable on any Beam runner.
 * ``Score``: the scoring transform, usable after any source.
 * ``AutoencoderModelHandler``: a RunInference ``ModelHandler``.
 * ``offline_detector``: an ``apache_beam.ml.anomaly`` ``OfflineDetector``.
+
+The public names of the package are those in ``__all__``. Each is imported on
+first use, so ``import pipelines`` (and ``autoenc --help``) does not load Beam's
+ML modules.
+
+Example:
+    >>> import apache_beam as beam                                    # doctest: +SKIP
+    >>> from pipelines import Score                                   # doctest: +SKIP
+    >>> with beam.Pipeline() as p:                                    # doctest: +SKIP
+    ...     result = p | beam.io.ReadFromCsv("rows.csv") | Score("models/demo")
+    ...     result.scores | beam.Map(print)
 """
 
+from typing import TYPE_CHECKING
+
 __all__ = ["AutoencoderModelHandler", "Score", "offline_detector"]
+
+if TYPE_CHECKING:  # what type checkers and editors see; at run time, __getattr__
+    from pipelines.inference import AutoencoderModelHandler, Score, offline_detector
 
 
 def __getattr__(name: str):
@@ -18,3 +34,7 @@ def __getattr__(name: str):
 
         return getattr(inference, name)
     raise AttributeError(f"module 'pipelines' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

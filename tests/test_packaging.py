@@ -1,41 +1,182 @@
-"""setup.py must build a source distribution: Beam's --setup_file does exactly that."""
+"""Packaging: setup.py must build a source distribution (Beam's --setup_file does
+exactly that), the wheel built from it holds both packages with their metadata,
+and the public API of each package resolves without loading the heavy modules."""
 
+import email.parser
+import importlib
 import json
 import os
+import re
 import shlex
 import shutil
 import subprocess
 import sys
 import tarfile
+import zipfile
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+PACKAGES = ("autoenc", "pipelines")
 
 
-def test_sdist_holds_the_library_and_the_pipelines(tmp_path):
+@pytest.fixture(scope="module")
+def sdist(tmp_path_factory) -> Path:
+    """The source distribution, built as Beam's --setup_file builds it."""
+    out = tmp_path_factory.mktemp("sdist")
     subprocess.run(
-        [sys.executable, "setup.py", "-q", "sdist", "-d", str(tmp_path)],
+        [sys.executable, "setup.py", "-q", "sdist", "-d", str(out)],
         cwd=ROOT,
         check=True,
         capture_output=True,
     )
-    (archive,) = tmp_path.glob("autoenc-*.tar.gz")
+    (archive,) = out.glob("autoenc-*.tar.gz")
+    return archive
+
+
+@pytest.fixture(scope="module")
+def wheel(sdist, tmp_path_factory) -> zipfile.ZipFile:
+    """The wheel built from the source distribution alone (as pip does from PyPI),
+    which proves the sdist holds everything the build needs. No build isolation:
+    the test runs offline with this environment's setuptools."""
+    out = tmp_path_factory.mktemp("wheel")
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            "-w",
+            str(out),
+            str(sdist),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    (path,) = out.glob("autoenc-*.whl")
+    return zipfile.ZipFile(path)
+
+
+def _metadata(wheel: zipfile.ZipFile):
+    (name,) = [n for n in wheel.namelist() if n.endswith(".dist-info/METADATA")]
+    return email.parser.Parser().parsestr(wheel.read(name).decode())
+
+
+def _source_files(package: str) -> set[str]:
+    return {p.relative_to(ROOT).as_posix() for p in (ROOT / package).rglob("*.py")} | {f"{package}/py.typed"}
+
+
+def test_sdist_holds_the_library_and_the_pipelines(sdist):
     names = {
         Path(n).relative_to(Path(n).parts[0]).as_posix()
-        for n in tarfile.open(archive).getnames()
+        for n in tarfile.open(sdist).getnames()
         if len(Path(n).parts) > 1
     }
-    for module in (
-        "autoenc/artifact.py",
-        "autoenc/training.py",
-        "pipelines/score.py",
-        "pipelines/train.py",
-        "pipelines/cli.py",
+    wanted = {
         "setup.py",
-    ):
-        assert module in names
+        "pyproject.toml",
+        "README.md",
+        "LICENSE",
+        *_source_files("autoenc"),
+        *_source_files("pipelines"),
+    }
+    assert wanted <= names, sorted(wanted - names)
+    # Beam ships this archive to every worker: no tests, benchmarks or docs.
+    assert not {n for n in names if n.split("/")[0] in {"tests", "benchmarks", "docs", "runners"}}
+
+
+def test_wheel_holds_both_packages_typed_and_nothing_else(wheel):
+    names = set(wheel.namelist())
+    assert _source_files("autoenc") | _source_files("pipelines") <= names
+    assert "pipelines/flex_template_metadata.json" in names
+    top = {n.split("/")[0] for n in names}
+    (dist_info,) = top - set(PACKAGES)
+    assert dist_info.startswith("autoenc-") and dist_info.endswith(".dist-info"), top
+    assert any(n.startswith(f"{dist_info}/") and n.endswith("LICENSE") for n in names)
+
+
+def test_wheel_metadata(wheel):
+    import autoenc
+
+    meta = _metadata(wheel)
+    assert meta["Name"] == "autoenc" and meta["Version"] == autoenc.__version__
+    assert "Apache-2.0" in (meta["License-Expression"], meta["License"])
+    assert meta["Summary"] and meta["Description-Content-Type"] == "text/markdown"
+    assert meta.get_payload().startswith("# autoenc")  # the README, shown by package indexes
+    classifiers = meta.get_all("Classifier")
+    assert "License :: OSI Approved :: Apache Software License" in classifiers
+    assert "Typing :: Typed" in classifiers
+
+    # The Python versions: the classifiers name exactly the minor versions that
+    # Requires-Python admits (tested in CI), no more and no fewer.
+    from packaging.specifiers import SpecifierSet
+
+    requires_python = SpecifierSet(meta["Requires-Python"])
+    admitted = {f"3.{m}" for m in range(8, 20) if f"3.{m}.0" in requires_python}
+    named = {
+        c.rsplit(" :: ", 1)[1]
+        for c in classifiers
+        if re.fullmatch(r"Programming Language :: Python :: 3\.\d+", c)
+    }
+    assert named == admitted, (meta["Requires-Python"], sorted(named))
+    assert "3.10" not in admitted, "3.10 is not supported (datetime.UTC); see pyproject.toml"
+
+    # The extras: the launching machine's cloud extras follow the core Beam pin.
+    from packaging.requirements import Requirement
+
+    assert {"test", "dev", "bench", "docs", "gcp", "aws"} <= set(meta.get_all("Provides-Extra"))
+    beam = {}
+    for req in map(Requirement, meta.get_all("Requires-Dist")):
+        if req.name == "apache-beam":
+            extra = re.search(r'extra == "(\w+)"', str(req.marker)) if req.marker else None
+            beam[extra.group(1) if extra else None] = req
+    assert beam[None].extras == {"dataframe"}
+    for extra in ("gcp", "aws"):
+        assert beam[extra].extras == {extra} and beam[extra].specifier == beam[None].specifier, beam[extra]
+
+
+def test_wheel_declares_the_autoenc_command(wheel):
+    import configparser
+
+    (name,) = [n for n in wheel.namelist() if n.endswith(".dist-info/entry_points.txt")]
+    entry_points = configparser.ConfigParser()
+    entry_points.read_string(wheel.read(name).decode())
+    module, _, func = entry_points["console_scripts"]["autoenc"].partition(":")
+    assert (module, func) == ("pipelines.cli", "main")
+    assert callable(getattr(importlib.import_module(module), func))
+
+
+@pytest.mark.parametrize("package", PACKAGES)
+def test_public_api_resolves_lazily(package):
+    """Every name in ``__all__`` resolves, is listed by ``dir()``, and importing
+    the package alone loads none of scikit-learn, TensorFlow or Beam."""
+    code = (
+        f"import sys, {package}; "
+        "heavy = [m for m in ('sklearn', 'tensorflow', 'keras', 'apache_beam') if m in sys.modules]; "
+        f"missing = [n for n in {package}.__all__ if n not in dir({package})]; "
+        f"values = [getattr({package}, n) for n in {package}.__all__]; "
+        "print(heavy, missing, len(values))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, capture_output=True, text=True)
+    module = importlib.import_module(package)
+    assert out.stdout.split() == ["[]", "[]", str(len(module.__all__))], out.stdout
+    assert len(set(module.__all__)) == len(module.__all__)
+    with pytest.raises(AttributeError, match="no attribute 'not_public'"):
+        module.not_public  # noqa: B018
+
+
+def test_setup_py_refuses_to_build_without_pyproject(tmp_path):
+    """A copy of the sources without pyproject.toml (a Dockerfile that forgets it)
+    fails loudly instead of building a package named UNKNOWN."""
+    shutil.copy(ROOT / "setup.py", tmp_path / "setup.py")
+    done = subprocess.run(
+        [sys.executable, "setup.py", "-q", "sdist"], cwd=tmp_path, capture_output=True, text=True
+    )
+    assert done.returncode != 0 and "pyproject.toml is missing" in done.stderr
 
 
 def test_library_does_not_import_beam():
@@ -56,6 +197,17 @@ def dockerfile_final_stage(path: Path) -> list[tuple[str, str]]:
     steps = [(ln.split(None, 1)[0].upper(), ln.split(None, 1)[1] if " " in ln else "") for ln in lines]
     last_from = max(i for i, (op, _) in enumerate(steps) if op == "FROM")
     return steps[last_from + 1 :]
+
+
+def test_dockerfile_copies_what_the_install_reads():
+    """``pip install .`` in the image reads pyproject.toml (all the metadata),
+    setup.py and README.md (the long description); LICENSE ships with it."""
+    copied = set()
+    for op, args in dockerfile_final_stage(ROOT / "Dockerfile"):
+        if op == "COPY" and not args.startswith("--from"):
+            copied |= {s.rstrip("/") for s in args.split()[:-1]}
+    missing = {"pyproject.toml", "setup.py", "README.md", "LICENSE"} - copied
+    assert not missing, f"the Dockerfile does not COPY {sorted(missing)} before 'pip install .'"
 
 
 @pytest.mark.slow
