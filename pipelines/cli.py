@@ -1,20 +1,58 @@
-"""The ``autoenc`` command: ``autoenc train|score|evaluate|demo|sample|export [options]``.
+"""The ``autoenc`` command: ``autoenc [--version] [-v | -q | --log_level LEVEL] COMMAND [options]``.
 
-Each subcommand is also a module: ``python -m pipelines.train`` and so on. Errors
-that a user can fix are printed as one paragraph (exit status 2 for a bad option,
-1 for bad input or a bad model directory); anything else is a bug and keeps its
-traceback.
+Commands: train, score, evaluate, demo, sample, export. Each is also a module
+(``python -m pipelines.score ...``). ``autoenc COMMAND --help`` lists the
+command's flags by topic, each with its default or marked required. A command
+takes only its own flags (and, for the Beam commands train, score, evaluate
+and demo, any Apache Beam pipeline option): a flag of another command is
+refused with its name and the command that takes it.
+
+Output: quiet by default. autoenc's own progress, the runner used and
+Dataflow's job id and monitoring URL are shown; other libraries' INFO logs and
+TensorFlow's C++ start-up notices are not (``-v`` shows them).
+
+Exit status:
+    0  success.
+    1  internal error: a bug, or a failure of the runner, the filesystem or
+       the machine; the traceback is printed (Python's own status for an
+       uncaught exception, so a crash anywhere reads the same).
+    2  usage error: an unknown flag, a flag of another command, a bad value,
+       a missing required flag, options that exclude each other.
+    3  bad input, model or output: no input file, a damaged or empty file, a
+       column missing or of the wrong type, no model in --model_dir, another
+       run holding --output, counts that do not reconcile.
+    4  ``score --fail_on_drift`` and the drift warning was given; every output
+       was written.
+
+Errors go to stderr as one paragraph, ``autoenc COMMAND: error: ...``.
+
+Example:
+    autoenc score --input 'data/*.parquet' --model_dir models/demo --output scores/demo
+    autoenc score --help
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import difflib
+import functools
 import importlib
 import logging
 import os
+import re
 import sys
+import tempfile
+import traceback
+from importlib import metadata
 
 from autoenc.errors import AutoencError, ConfigError
+
+EXIT_OK = 0
+EXIT_INTERNAL = 1
+EXIT_USAGE = 2
+EXIT_DATA = 3
+EXIT_DRIFT = 4
 
 COMMANDS = {
     "train": ("pipelines.train", "Train a model on Parquet/TFRecord data; write a new model version."),
@@ -29,51 +67,314 @@ COMMANDS = {
 }
 # Commands that run no Beam pipeline (no Beam options).
 NOT_BEAM = ("sample", "export")
-HELP_CLASSES = {
-    "train": ("InputOptions", "TrainOptions"),
-    "score": ("InputOptions", "ScoreOptions"),
-    "evaluate": (
-        "InputOptions",
-        "EvaluateOptions",
-        ("ScoreOptions", ("output", "model_version")),
-        ("TrainOptions", ("label_column", "threshold", "contamination")),
-    ),
-    "demo": ("DemoOptions",),
-    "sample": ("SampleOptions",),
-    "export": ("ExportOptions",),
+# Commands whose module declares flags of its own, in this options class.
+OWN_OPTIONS = {"demo": "DemoOptions", "sample": "SampleOptions", "export": "ExportOptions"}
+OWN_DESCRIPTIONS = {
+    "demo": "The model, training and reproducibility flags below go to the example's training "
+    "job, over its own settings (latent_dim 1, one start, earlier stopping); the defaults "
+    "shown for them are autoenc train's.",
 }
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+# Loggers whose INFO lines an operator needs: the library's progress (the
+# pipelines print theirs), and the Dataflow runner's job id, monitoring URL and
+# job state (Airflow's Dataflow hook finds the job by the "Created job with id:
+# [...]" line).
+DATAFLOW_CLIENT = "apache_beam.runners.dataflow.internal.apiclient"
+OPERATOR_LOGGERS = (
+    "autoenc",
+    DATAFLOW_CLIENT,
+    "apache_beam.runners.dataflow.dataflow_runner",
+)
+EPILOG = (
+    f"exit status: {EXIT_OK} success, {EXIT_INTERNAL} internal error, {EXIT_USAGE} usage error, "
+    f"{EXIT_DATA} bad input, model or output, {EXIT_DRIFT} drift with --fail_on_drift (score)."
+)
 
 
-def _usage() -> str:
-    lines = ["usage: autoenc COMMAND [options]   (autoenc COMMAND --help for its options)", ""]
-    lines += [f"  {name:6} {text}" for name, (_, text) in COMMANDS.items()]
-    return "\n".join(lines)
+class UsageError(ConfigError):
+    """A command line the parser refuses."""
 
 
-def _print_help(command: str) -> None:
-    module = importlib.import_module(COMMANDS[command][0])
-    options_module = importlib.import_module("pipelines.options")
-    parser = argparse.ArgumentParser(
+class _Parser(argparse.ArgumentParser):
+    """Raises ``UsageError`` instead of printing the usage and exiting."""
+
+    def error(self, message):
+        if message.startswith("argument ") and not message.startswith("argument COMMAND"):
+            message = f"Invalid option value: {message}"
+        else:
+            message = message[:1].upper() + message[1:]
+        raise UsageError(f"{message}. Run '{self.prog} --help' for usage.")
+
+
+class _Section:
+    """One topic of a command's help: an argument group that ends each flag's
+    help with "Required." or its default, and remembers the flags' names."""
+
+    def __init__(self, group, names: set[str]):
+        self._group = group
+        self._names = names
+
+    def add_argument(self, *names, **kwargs):
+        text = (kwargs.pop("help", None) or "").strip()
+        if kwargs.get("required"):
+            if "Required." not in text:
+                text += " Required."
+        elif "Default:" not in text and kwargs.get("action") not in ("help", "version"):
+            default = kwargs.get("default")
+            shown = "off" if kwargs.get("action") == "store_true" and not default else default
+            text += f" Default: {shown}."
+        self._names.update(n for n in names if n.startswith("-"))
+        return self._group.add_argument(*names, help=text.strip(), **kwargs)
+
+
+def version() -> str:
+    """``autoenc X (apache-beam Y, tensorflow Z, Python W)``, without importing them."""
+    from autoenc import __version__
+
+    def installed(name: str) -> str:
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            return "not installed"
+
+    python = ".".join(map(str, sys.version_info[:3]))
+    return (
+        f"autoenc {__version__} (apache-beam {installed('apache-beam')}, "
+        f"tensorflow {installed('tensorflow')}, Python {python})"
+    )
+
+
+def _add_general(parser: argparse.ArgumentParser, names: set[str]) -> None:
+    section = _Section(parser.add_argument_group("logging and information"), names)
+    section.add_argument(
+        "-h", "--help", action="help", default=argparse.SUPPRESS, help="Show this help and exit."
+    )
+    section.add_argument(
+        "--version",
+        action="version",
+        version=version(),
+        default=argparse.SUPPRESS,
+        help="Show the versions and exit.",
+    )
+    section.add_argument(
+        "--log_level",
+        choices=LOG_LEVELS,
+        type=str.upper,
+        default=None,
+        help="Level of the log lines shown. Default: WARNING, with autoenc's progress, the "
+        "runner used and Dataflow's job id and monitoring URL at INFO.",
+    )
+    section.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=0,
+        help="-v: --log_level INFO (with TensorFlow's start-up notices); -vv: DEBUG. Default: off.",
+    )
+    section.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        default=False,
+        help="--log_level ERROR: only errors are logged (the command's outcome is still printed).",
+    )
+
+
+def _build(command: str) -> tuple[argparse.ArgumentParser, set[str]]:
+    """``command``'s parser and the names of every flag it takes."""
+    from pipelines import options
+
+    command_parser = _Parser(
         prog=f"autoenc {command}",
         description=COMMANDS[command][1],
-        epilog=None
-        if command in NOT_BEAM
-        else "Any Apache Beam pipeline option is accepted too (--runner, "
-        "--direct_num_workers, --direct_running_mode, --setup_file, --temp_location, ...).",
+        epilog=EPILOG,
+        add_help=False,
+        allow_abbrev=False,
     )
-    for entry in HELP_CLASSES[command]:
-        cls_name, only = entry if isinstance(entry, tuple) else (entry, None)
-        cls = getattr(module, cls_name, None) or getattr(options_module, cls_name)
-        if only is None:
-            cls._add_argparse_args(parser)
+    names: set[str] = set()
+    if command in OWN_OPTIONS:
+        # The command module's own options class declares these flags on the
+        # parser it is given (for DemoOptions, a PipelineOptions subclass, that
+        # is Beam's documented extension hook, _add_argparse_args).
+        module = importlib.import_module(COMMANDS[command][0])
+        group = command_parser.add_argument_group(command, OWN_DESCRIPTIONS.get(command))
+        getattr(module, OWN_OPTIONS[command])._add_argparse_args(_Section(group, names))
+    flags = options.command_flags(command)
+    for topic, description in options.TOPICS.items():
+        chosen = [f for f in flags if f.topic == topic]
+        if not chosen:
             continue
-        # Some options of another command's class (shared flags, one definition).
-        scratch = argparse.ArgumentParser(add_help=False)
-        cls._add_argparse_args(scratch)
-        for action in scratch._actions:
-            if action.dest in only:
-                parser._add_action(action)
-    parser.print_help()
+        section = _Section(command_parser.add_argument_group(topic, description), names)
+        for f in chosen:
+            section.add_argument(
+                *f.names, help=f.help_for(command), required=command in f.required_by, **f.argparse
+            )
+    _add_general(command_parser, names)
+    return command_parser, names
+
+
+def parser(command: str) -> argparse.ArgumentParser:
+    """The complete parser of ``autoenc COMMAND``: what ``--help`` prints.
+
+    Args:
+        command: one of ``COMMANDS``.
+
+    Example:
+        >>> print(parser("score").format_help())  # doctest: +SKIP
+    """
+    if command not in COMMANDS:
+        raise ValueError(f"Unknown command {command!r}; expected one of {', '.join(COMMANDS)}.")
+    return _build(command)[0]
+
+
+@functools.cache
+def _names(command: str) -> frozenset[str]:
+    """The names of every flag ``command`` takes."""
+    return frozenset(_build(command)[1])
+
+
+def _owners(name: str, command: str) -> list[str]:
+    """The other commands that take the flag ``name``."""
+    return [other for other in COMMANDS if other != command and name in _names(other)]
+
+
+def check_args(command: str, argv: list[str]) -> argparse.Namespace:
+    """Checks ``argv`` against ``command``'s flags; returns the parsed flags.
+
+    Raises:
+        UsageError: a flag of another command, an unknown flag, a bad value
+            or a missing required flag.
+    """
+    from pipelines import options
+
+    command_parser, names = _build(command)
+    given = [a.split("=", 1)[0] for a in argv if options.is_flag(a)]
+    others = [name for name in given if name not in names]
+    problems = []
+    for name in others:
+        owners = _owners(name, command)
+        if owners:
+            takers = [f"'autoenc {o}'" for o in owners]
+            takers = takers[0] if len(takers) == 1 else f"{', '.join(takers[:-1])} and {takers[-1]}"
+            problems.append(f"{name} is an option of {takers}, not of 'autoenc {command}'.")
+    if not problems and others:
+        # Beam's options (the runner's too) go to the pipeline: only names
+        # Beam does not know either are unknown.
+        rest = [a for a in argv if a.split("=", 1)[0] not in names]
+        unknown = others if command in NOT_BEAM else options.unknown_to_beam(rest)
+        for name in unknown:
+            close = difflib.get_close_matches(name, sorted(names), n=1, cutoff=0.8)
+            hint = f" Did you mean {close[0]}?" if close else ""
+            problems.append(f"Unknown option {name}.{hint}")
+    if problems:
+        beam = "" if command in NOT_BEAM else "; any Apache Beam pipeline option is accepted too"
+        raise UsageError(" ".join(problems) + f" Run 'autoenc {command} --help' for its options{beam}.")
+    namespace, _ = command_parser.parse_known_args(argv)
+    return namespace
+
+
+def _log_level(namespace: argparse.Namespace) -> int | None:
+    """The level asked for, or None for the quiet default."""
+    if namespace.log_level:
+        return getattr(logging, namespace.log_level)
+    if namespace.quiet:
+        return logging.ERROR
+    if namespace.verbose:
+        return logging.DEBUG if namespace.verbose > 1 else logging.INFO
+    return None
+
+
+def _without_general(argv: list[str]) -> list[str]:
+    """``argv`` less the logging flags, which the pipelines do not take."""
+    kept, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--log_level":
+            skip = True
+        elif not (arg.startswith("--log_level=") or re.fullmatch(r"-v+|--verbose|-q|--quiet", arg)):
+            kept.append(arg)
+    return kept
+
+
+class _Noise(logging.Filter):
+    """Drops library log lines that say nothing an operator can act on."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        # Logged by Beam's BigQuery client module on import when the optional
+        # google-apitools package is absent, which autoenc does not use.
+        if isinstance(record.msg, str) and record.msg.startswith("apitools not found"):
+            return False
+        # The Dataflow job's whole definition; the job id and URL lines stay.
+        return record.msg != "Create job: %s"
+
+
+def setup_logging(level: int | None = None) -> None:
+    """Logs to stderr at ``level``; by default WARNING, with autoenc's progress
+    and Dataflow's job id, monitoring URL and state at INFO. Call it again to
+    change the level."""
+    root = logging.getLogger()
+    if not root.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        root.addHandler(handler)
+    for logger in (root, logging.getLogger(DATAFLOW_CLIENT)):
+        if not any(isinstance(f, _Noise) for f in logger.filters):
+            logger.addFilter(_Noise())
+    effective = logging.WARNING if level is None else level
+    root.setLevel(effective)
+    for name in OPERATOR_LOGGERS:
+        logging.getLogger(name).setLevel(
+            min(effective, logging.INFO) if effective <= logging.WARNING else effective
+        )
+
+
+# TensorFlow's C++ start-up lines on a machine without a GPU: written to the
+# stderr file descriptor before its logging is set up, so TF_CPP_MIN_LOG_LEVEL
+# does not hide them.
+_STARTUP_NOISE = re.compile(
+    r"^(WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR"
+    r"|[IW]\d{4} "
+    r"|E\d{4} .*(cuInit|CUDA|cuda|cuDNN|cuFFT|cuBLAS))"
+)
+
+
+@contextlib.contextmanager
+def _filtered_native_stderr():
+    """Sends what is written to file descriptor 2 to a file meanwhile, then
+    writes back the lines that are not start-up noise."""
+    sys.stderr.flush()
+    try:
+        saved = os.dup(2)
+    except OSError:  # no stderr to filter
+        yield
+        return
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            for line in captured.read().decode(errors="replace").splitlines():
+                if line.strip() and not _STARTUP_NOISE.match(line):
+                    print(line, file=sys.stderr)
+
+
+def quiet_tensorflow(level: int | None) -> None:
+    """Imports TensorFlow and probes its devices without the C++ start-up
+    noise (unless the level is INFO or lower, where it is shown)."""
+    if level is not None and level <= logging.DEBUG:
+        return
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1" if level is not None and level <= logging.INFO else "2")
+    if level is not None and level <= logging.INFO or "tensorflow" in sys.modules:
+        return
+    with _filtered_native_stderr():
+        import tensorflow as tf
+
+        tf.config.list_physical_devices("GPU")  # CUDA's probe, which fails on a CPU machine
 
 
 def _autoenc_error(error: BaseException) -> AutoencError | None:
@@ -87,39 +388,91 @@ def _autoenc_error(error: BaseException) -> AutoencError | None:
     return None
 
 
+def _drifted(result) -> bool:
+    return isinstance(result, dict) and bool((result.get("drift") or {}).get("warning"))
+
+
 def run_command(run, argv: list[str], name: str) -> int:
-    """Calls ``run(argv)`` and turns user-fixable errors into a message and exit status."""
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    # autoenc's own progress (start selection, ...) is shown; Beam's INFO is not.
-    logging.getLogger("autoenc").setLevel(logging.INFO)
+    """Checks ``argv`` against the command's flags, calls ``run(argv)`` and
+    returns the exit status (see the module docstring). Errors are printed to
+    stderr; an internal error with its traceback."""
+    argv = list(argv)
+    setup_logging()
     if any(a in ("-h", "--help") for a in argv):
-        _print_help(name)
-        return 0
+        parser(name).print_help()
+        return EXIT_OK
+    if "--version" in argv:
+        print(version())
+        return EXIT_OK
     try:
-        run(argv)
+        namespace = check_args(name, argv)
+    except ConfigError as e:
+        print(f"autoenc {name}: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    level = _log_level(namespace)
+    setup_logging(level)
+    try:
+        quiet_tensorflow(level)
+        result = run(_without_general(argv))
     except Exception as e:
         error = _autoenc_error(e)
         if error is None:
-            raise
+            traceback.print_exc(file=sys.stderr)
+            print(
+                f"autoenc {name}: internal error: {type(e).__name__}: {e}\n"
+                "This is a bug, or a failure of the runner, the filesystem or the machine; "
+                "the traceback above says where.",
+                file=sys.stderr,
+            )
+            return EXIT_INTERNAL
         print(f"autoenc {name}: error: {error}", file=sys.stderr)
-        return 2 if isinstance(error, ConfigError) else 1
-    return 0
+        return EXIT_USAGE if isinstance(error, ConfigError) else EXIT_DATA
+    if getattr(namespace, "fail_on_drift", False) and _drifted(result):
+        print(
+            f"autoenc {name}: exiting with status {EXIT_DRIFT}: drift warning and --fail_on_drift.",
+            file=sys.stderr,
+        )
+        return EXIT_DRIFT
+    return EXIT_OK
+
+
+def _top_parser() -> argparse.ArgumentParser:
+    width = max(map(len, COMMANDS))
+    listing = "\n".join(f"  {name:{width}}  {text}" for name, (_, text) in COMMANDS.items())
+    top = _Parser(
+        prog="autoenc",
+        usage="autoenc [--version] [-v | -q | --log_level LEVEL] COMMAND [options]",
+        description=f"commands:\n{listing}\n\n'autoenc COMMAND --help' lists a command's options.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        add_help=False,
+        allow_abbrev=False,
+    )
+    _add_general(top, set())
+    top.add_argument("command", choices=COMMANDS, metavar="COMMAND", help=argparse.SUPPRESS)
+    top.add_argument("args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    return top
 
 
 def main(argv=None) -> int:
-    # TensorFlow's C++ start-up notices (CUDA probing, CPU features) are noise on
-    # a terminal; set before TensorFlow is first imported. Users may override.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     argv = sys.argv[1:] if argv is None else list(argv)
-    if not argv or argv[0] in ("-h", "--help"):
-        print(_usage())
-        return 0 if argv else 2
-    command, rest = argv[0], argv[1:]
-    if command not in COMMANDS:
-        print(f"autoenc: unknown command {command!r}.\n{_usage()}", file=sys.stderr)
-        return 2
-    module = importlib.import_module(COMMANDS[command][0])
-    return run_command(module.run, rest, command)
+    top = _top_parser()
+    if not argv:
+        top.print_help(sys.stderr)
+        return EXIT_USAGE
+    # Before any import of Beam, which logs a warning on import.
+    setup_logging()
+    try:
+        namespace = top.parse_args(argv)
+    except UsageError as e:
+        print(f"autoenc: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except SystemExit as e:  # --help and --version print, then exit
+        return e.code or EXIT_OK
+    # The logging flags given before the command count as given after it.
+    general = argv[: len(argv) - len(namespace.args) - 1]
+    module = importlib.import_module(COMMANDS[namespace.command][0])
+    return run_command(module.run, general + namespace.args, namespace.command)
 
 
 if __name__ == "__main__":

@@ -338,13 +338,13 @@ def report(summary: dict, output: str) -> None:
             file=sys.stderr,
         )
     if summary["drift"]["warning"]:
-        message = (
+        # Printed once, like the outcome above (not also logged: both reach stderr).
+        print(
             f"autoenc score: WARNING: this run's reconstruction errors differ from the model's "
             f"validation errors ({summary['drift']['warning']}): the data may have drifted and the model "
-            f"({summary['model']['version']}) may be stale. See 'drift' in summary.json."
+            f"({summary['model']['version']}) may be stale. See 'drift' in summary.json.",
+            file=sys.stderr,
         )
-        _log.warning(message)
-        print(message, file=sys.stderr)
 
 
 def main(argv=None):

@@ -332,7 +332,7 @@ def test_export_to_a_filesystem_url_writes_a_loadable_numbered_version(cases):
 def test_export_of_a_missing_model_dir_is_a_clear_error(tmp_path, capsys):
     missing = tmp_path / "no-such-model"
     status = cli.main(["export", f"--model_dir={missing}", f"--output={tmp_path / 'serving'}"])
-    assert status == 1
+    assert status == 3  # bad model (pipelines.cli.EXIT_DATA)
     err = capsys.readouterr().err
     assert f"autoenc export: error: Model directory {missing} does not exist" in err
     assert not (tmp_path / "serving").exists()

@@ -354,7 +354,7 @@ def test_cli_prints_one_paragraph_and_exits_nonzero(tmp_path, capsys):
         ]
     )
     err = capsys.readouterr().err
-    assert status == 1
+    assert status == 3  # bad input (pipelines.cli.EXIT_DATA)
     assert "autoenc score: error:" in err and "Traceback" not in err
     assert cli.main(["train", "--input=a.parquet", "--model_dir=m", "--epochs=x"]) == 2
     assert "Invalid option value" in capsys.readouterr().err
