@@ -64,7 +64,10 @@ class Autoencoder(TransformerMixin, BaseEstimator):
         extreme_value_spreads: training rows with a value farther than this
             many interquartile ranges from its feature's median are left out
             (``rejected_rows_``).
-        verbose: Keras' progress display (0: none).
+        verbose: the training progress shown: 0 none, 1 one line rewritten
+            in place (a terminal, a notebook), 2 a line every few epochs
+            through the ``autoenc.progress`` logger (for logs), ``"auto"`` 1
+            when standard error is a terminal, else 2.
         Others: as the flags of the same names.
 
     Attributes (after ``fit``):
@@ -102,7 +105,7 @@ class Autoencoder(TransformerMixin, BaseEstimator):
         shape: tuple[int, ...] | None = None,
         extreme_value_spreads: float = 1e6,
         read_batch_rows: int = 65536,
-        verbose: int = 0,
+        verbose: int | str = 0,
     ):
         self.model = model
         self.latent_dim = latent_dim

@@ -67,7 +67,7 @@ def train_staged(
     counts: dict,
     threshold: ThresholdOptions,
     input_info: dict,
-    verbose=0,
+    verbose: int | str = 0,
 ):
     """Trains on staged rows and describes the model.
 
@@ -79,7 +79,8 @@ def train_staged(
         counts: row counts: ``read``, ``rejected`` and one per part.
         threshold: how to set the threshold.
         input_info: what ``metadata.json`` records of the input.
-        verbose: Keras' progress display.
+        verbose: the training progress shown (``autoenc.training.fit``): 0
+            none, 1 a live line, 2 a log line every few epochs, ``"auto"``.
 
     Returns:
         ``(model, ArtifactMetadata)``.
@@ -114,14 +115,14 @@ def train_staged(
         n_val=counts["validation"],
         verbose=verbose,
     )
-    errors, moments = _errors_and_moments(
-        result.model, normalizer, files["validation"], spec.width, seed=config.seed
-    )
-    anomaly_errors, _ = _errors_and_moments(
-        result.model, normalizer, files["anomalies"], spec.width, seed=config.seed
-    )
+    from autoenc.scoring import Scorer
+
+    # One scorer for the three passes: its scoring function is traced once.
+    scorer = Scorer(result.model, normalizer, threshold=np.inf)
+    errors, moments = _errors_and_moments(scorer, files["validation"], spec.width, seed=config.seed)
+    anomaly_errors, _ = _errors_and_moments(scorer, files["anomalies"], spec.width, seed=config.seed)
     _, train_moments = _errors_and_moments(
-        result.model, normalizer, files["train"], spec.width, max_rows=LATENT_TRAIN_ROWS, seed=config.seed
+        scorer, files["train"], spec.width, max_rows=LATENT_TRAIN_ROWS, seed=config.seed
     )
     if not (np.isfinite(errors).all() and np.isfinite(result.val_loss).any()):
         raise InputError(
@@ -214,19 +215,19 @@ def choose_threshold(
     return threshold, method
 
 
-def _errors_and_moments(model, normalizer, files, n_features, *, max_rows=None, seed=0):
-    """Reconstruction errors of staged rows, streamed, and the moments of their
-    latent vectors (``latent_moments`` summed); with ``max_rows`` the rows of
-    the first chunks that hold that many. The errors kept are a uniform sample
-    of at most ``autoenc.reservoir.MAX_ROWS`` (all of them below that), so
-    memory does not grow with the validation rows."""
+def _errors_and_moments(scorer, files, n_features, *, max_rows=None, seed=0):
+    """Reconstruction errors of staged rows (by ``scorer``, a ``Scorer``),
+    streamed, and the moments of their latent vectors (``latent_moments``
+    summed); with ``max_rows`` the rows of the first chunks that hold that
+    many. The errors kept are a uniform sample of at most
+    ``autoenc.reservoir.MAX_ROWS`` (all of them below that), so memory does
+    not grow with the validation rows."""
     from autoenc.reservoir import Reservoir
-    from autoenc.scoring import MODEL_BATCH_BYTES, Scorer, latent_moments
+    from autoenc.scoring import MODEL_BATCH_BYTES, latent_moments
 
-    scorer = Scorer(model, normalizer, threshold=np.inf)
     batch = max(1, min(65536, MODEL_BATCH_BYTES // (4 * n_features)))
     ds = make_dataset(
-        files, n_features, normalizer, batch_size=batch, n_rows=0, shuffle=False, seed=0, cache=False
+        files, n_features, scorer.normalizer, batch_size=batch, n_rows=0, shuffle=False, seed=0, cache=False
     )
     kept, moments = Reservoir(seed=seed), None
     for x, _ in ds:

@@ -431,13 +431,19 @@ def fit(
         shape: for ``conv`` and ``lstm``: the shape of the one tensor feature.
         train_files, val_files: staged TFRecord files (see ``encode_chunk``).
         n_train, n_val: rows in each.
-        verbose: Keras' progress display (``"auto"``, 0, 1 or 2).
+        verbose: the progress shown during the final training
+            (``autoenc.progress``): 0 none, 1 one line rewritten in place, 2 a
+            log line every few epochs and at the end, ``"auto"`` 1 when
+            standard error is a terminal, else 2.
 
     Returns:
         A ``FitResult``.
     """
     import keras
 
+    from autoenc.progress import TrainingProgress, progress_mode
+
+    mode = progress_mode(verbose)
     if n_train < 1 or n_val < 1:
         raise ConfigError(
             f"Training needs at least one training and one validation row. Received: "
@@ -458,22 +464,26 @@ def fit(
     )
     if config.model == "pca":
         return _fit_pca(config, n_features, shape, train_ds, val_ds)
-    model, warmup, start = _best_start(config, n_features, shape, train_ds, val_ds, n_train, n_val, verbose)
+    model, warmup, start = _best_start(config, n_features, shape, train_ds, val_ds, n_train, n_val)
+    stopper = early_stopping(config.patience, config.min_improvement)
+    timer = epoch_timer()
     callbacks = [
-        early_stopping(config.patience, config.min_improvement),
+        stopper,
         keras.callbacks.ReduceLROnPlateau(
             monitor="val_loss", factor=0.5, patience=max(2, config.patience // 3), min_lr=1e-6
         ),
+        timer,
     ]
-    timer = epoch_timer()
-    callbacks.append(timer)
+    if mode is not None:
+        # After ReduceLROnPlateau, so that the epoch's logs hold the learning rate.
+        callbacks.append(TrainingProgress(live=mode == "live", stopper=stopper))
     _log.info("Training the chosen start for up to %d epochs", config.epochs)
     history = model.fit(
         train_ds,
         validation_data=val_ds,
         epochs=config.epochs,
         callbacks=callbacks,
-        verbose=verbose,
+        verbose=0,
         shuffle=False,  # the dataset shuffles itself
     )
     val_loss = [float(v) for v in history.history["val_loss"]]
@@ -499,6 +509,11 @@ def early_stopping(patience: int, min_improvement: float):
     import keras
 
     class EarlyStop(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.patience = patience
+            self.wait = 0
+
         def on_train_begin(self, logs=None):
             self.best = math.inf
             self.best_weights = None
@@ -600,7 +615,7 @@ def _new_model(config: TrainingConfig, n_features: int, shape, seed: int):
     )
 
 
-def _best_start(config, n_features, shape, train_ds, val_ds, n_train, n_val, verbose):
+def _best_start(config, n_features, shape, train_ds, val_ds, n_train, n_val):
     """Successive halving over ``config.resolved_n_init`` starts.
 
     A narrow bottleneck trained from random weights can settle early into a

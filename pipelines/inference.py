@@ -43,6 +43,7 @@ from autoenc.scoring import error_histogram, score_columns, score_fields, thresh
 from autoenc.validation import conform_batch, rejected_table, validate_batch
 from pipelines import io
 from pipelines.io import BatchCoder, Chunk
+from pipelines.transforms import RowsSoFar
 
 beam.coders.registry.register_coder(pa.RecordBatch, BatchCoder)
 
@@ -422,6 +423,7 @@ class _ScoreFn(beam.DoFn):
 
     def setup(self):
         self._loaded = load_scorer(self._setup, self._shared)
+        self._rows = RowsSoFar()
 
     def process(self, elements):
         rows = [e for e in elements if _is_row(e)]
@@ -434,6 +436,8 @@ class _ScoreFn(beam.DoFn):
     def _score(self, element, row_kind=None):
         chunk, kind = as_chunk(element, self._setup.spec)
         result = score_chunk(chunk, self._setup, self._loaded, self._keep)
+        counts = dict(result.counts)
+        self._rows.add(counts.get("read", 0), rejected=counts.get("rejected", 0))
         for name, n in result.counts:
             yield beam.pvalue.TaggedOutput(COUNTS, (name, n))
             if name in ("scored", "rejected", "anomalies"):

@@ -437,7 +437,7 @@ def fit(job: TrainJob, staged: Staged):
         counts=staged.counts,
         threshold=job.threshold,
         input_info=job.input_info(staged.reconciliation),
-        verbose=1 if sys.stdout.isatty() else 2,
+        verbose="auto",
     )
 
 

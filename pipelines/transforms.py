@@ -5,13 +5,17 @@ accounts for rows; ``WriteRunInfo`` sums them on the runner and writes them, wit
 any other results, to one small JSON file the launching process reads after the
 job. That works the same on every runner, unlike metric queries, which some
 runners only approximate; the same figures also go to Beam counters for
-monitoring.
+monitoring. On long inputs, each worker also logs the rows it has validated so
+far, at most every ``PROGRESS_SECONDS``, through the ``autoenc.progress`` logger
+(the one training progress uses).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import logging
+import time
 
 import apache_beam as beam
 import numpy as np
@@ -25,6 +29,43 @@ from pipelines.io import BatchCoder
 
 COUNTS = "counts"
 REJECTED = "rejected"
+
+# A worker logs its rows read so far at most this often (and not at all on
+# inputs it reads in less time).
+PROGRESS_SECONDS = 30.0
+# autoenc.progress.LOGGER, named here so that the Beam workers of a training job
+# need not import Keras.
+_progress = logging.getLogger("autoenc.progress")
+
+
+class RowsSoFar:
+    """Counts the rows a DoFn instance has read and logs the totals at most
+    every ``PROGRESS_SECONDS`` (a clock read per call, so per chunk, nothing
+    per row). Create it in ``DoFn.setup``; call ``add`` once per chunk.
+
+    Example:
+        >>> rows = RowsSoFar()
+        >>> rows.add(1000, rejected=3)
+        >>> rows.read, rows.rejected
+        (1000, 3)
+    """
+
+    def __init__(self):
+        self.read = self.rejected = 0
+        self._started = self._reported = time.monotonic()
+
+    def add(self, rows: int, *, rejected: int = 0) -> None:
+        self.read += rows
+        self.rejected += rejected
+        now = time.monotonic()
+        if now - self._reported >= PROGRESS_SECONDS:
+            self._reported = now
+            _progress.info(
+                "%d rows read so far on this worker (%d rejected), %.0f rows/s",
+                self.read,
+                self.rejected,
+                self.read / max(now - self._started, 1e-9),
+            )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,6 +106,10 @@ class _ValidateFn(beam.DoFn):
         self._label = label_column
         self._bounds = bounds
         self._rejected = beam.metrics.Metrics.counter("autoenc", "rows_rejected")
+        self._valid = beam.metrics.Metrics.counter("autoenc", "rows_valid")
+
+    def setup(self):
+        self._rows = RowsSoFar()
 
     def process(self, chunk):
         checked = validate_batch(
@@ -75,6 +120,7 @@ class _ValidateFn(beam.DoFn):
             bounds=self._bounds,
         )
         n_rejected = len(checked.reasons)
+        self._rows.add(chunk.batch.num_rows, rejected=n_rejected)
         yield beam.pvalue.TaggedOutput(COUNTS, ("read", chunk.batch.num_rows))
         for name, n in (chunk.unknown_features or {}).items():
             yield beam.pvalue.TaggedOutput(COUNTS, (UNKNOWN_FEATURE + name, n))
@@ -96,6 +142,7 @@ class _ValidateFn(beam.DoFn):
             )
         if n_rejected == chunk.batch.num_rows:
             return
+        self._valid.inc(chunk.batch.num_rows - n_rejected)
         columns = chunk.batch.select(self._keep)
         positions = np.arange(chunk.batch.num_rows, dtype=np.int64)
         if n_rejected:
@@ -145,10 +192,12 @@ class _StageFn(beam.DoFn):
     def __init__(self, directory: str, part: str):
         self._directory = directory
         self._part = part
+        self._staged = beam.metrics.Metrics.counter("autoenc", f"rows_staged_{part}")
 
     def process(self, element):
         key, rows = element
         io.write_bytes(io.join(self._directory, f"{self._part}-{key}.tfrecord"), staged_file(rows))
+        self._staged.inc(len(rows))
         yield self._part, len(rows)
 
 
