@@ -22,6 +22,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Collection, Iterable, Sequence
 
+import numpy as np
 import pyarrow as pa
 
 from autoenc.errors import InputError
@@ -165,7 +166,10 @@ def _convert(values, kind: str, arrow_type: pa.DataType):
 
 
 def examples_to_batch(
-    records: Sequence[bytes], schema: pa.Schema, *, known: Collection[str] | None = None
+    records: Sequence[bytes],
+    schema: pa.Schema,
+    *,
+    known: Collection[str] | pa.Schema | None = None,
 ) -> ConformedBatch:
     """Parses serialized examples into a batch with ``schema``.
 
@@ -173,19 +177,151 @@ def examples_to_batch(
     a record that is not a ``tf.train.Example`` at all is a row of nulls with a
     reason. Features absent from a record are null.
 
+    A batch is parsed whole by ``tf.io.parse_example`` when every record fits
+    (``_parse_batch``); a batch where anything is off (a value that does not
+    fit, a feature outside ``known``) is parsed record by record, which names
+    each problem. Both give the same result.
+
     Args:
         records: serialized examples.
         schema: the columns to read.
-        known: every feature name the input's schema has (default: ``schema``'s);
-            a record's feature outside it is counted in ``unknown``: inference
+        known: every feature the input's schema has (default: ``schema``'s): its
+            names, or the schema itself (faster: its features that ``schema``
+            lacks can then be told apart from unknown ones on the fast path).
+            A record's feature outside it is counted in ``unknown``: inference
             from the first records missed it, and it is not read.
 
     Returns:
         A ``ConformedBatch`` (reasons ``None`` when every record fit).
+
+    Example:
+        >>> one, other = _example_class()(), _example_class()()
+        >>> one.features.feature["x"].float_list.value.append(2.5)
+        >>> other.features.feature["y"].float_list.value.append(1.0)
+        >>> records = [one.SerializeToString(), other.SerializeToString()]
+        >>> examples_to_batch(records, pa.schema([("x", pa.float32())]), known=["x", "y"]).batch.to_pydict()
+        {'x': [2.5, None]}
     """
+    if known is None:
+        known = schema
+    others = [f for f in known if f.name not in schema.names] if isinstance(known, pa.Schema) else None
+    names = frozenset(known.names if isinstance(known, pa.Schema) else known)
+    if others is None and names.issubset(schema.names):
+        others = []
+    batch = _parse_batch(records, schema, others) if others is not None else None
+    if batch is not None:
+        return ConformedBatch(batch)
+    return _parse_each(records, schema, names)
+
+
+def _parse_dtype(arrow_type: pa.DataType):
+    """The TensorFlow type a column is parsed as (``None``: not parsed fast).
+    float64 columns are scalar integer features the model reads as floats
+    (``pipelines.io.model_schema``): stored as int64_list."""
+    import tensorflow as tf
+
+    leaf = _leaf(arrow_type)
+    if pa.types.is_float32(leaf):
+        return tf.float32
+    if pa.types.is_integer(leaf) or pa.types.is_float64(leaf):
+        return tf.int64
+    if pa.types.is_string(leaf) or pa.types.is_binary(leaf):
+        return tf.string
+    return None
+
+
+def _parse_batch(records: Sequence[bytes], schema: pa.Schema, others: list) -> pa.RecordBatch | None:
+    """The records as a batch, all parsed at once; ``None`` when any record
+    does not fit (the caller then parses record by record, which says why).
+
+    ``None`` when: a record is not a ``tf.train.Example``; a feature has
+    another kind than its column's usual one (int64_list in a float32 column,
+    say, which ``_parse_each`` converts or rejects); a scalar feature holds
+    more than one value; a list feature is empty or absent (both read as an
+    empty list here, while ``_parse_each`` tells them apart); text is not
+    UTF-8; or a record holds any feature that is neither a column nor in
+    ``others`` (the known features not read), or an empty one.
+
+    ``tf.io.parse_example`` reads only the features it is asked for. So each
+    record's features are counted (``_feature_counts``): when that equals the
+    number of features, read or known, that hold a value in the record, the
+    record holds no other feature.
+    """
+    import tensorflow as tf
+
+    if not records:
+        return None
+    fields = list(schema) + list(others)
+    dtypes = {f.name: _parse_dtype(f.type) for f in fields}
+    if any(d is None for d in dtypes.values()):
+        return None
+    spec = {name: tf.io.RaggedFeature(dtype, row_splits_dtype=tf.int64) for name, dtype in dtypes.items()}
+    serialized = tf.constant(list(records), dtype=tf.string)
+    try:
+        parsed = tf.io.parse_example(serialized, spec) if spec else {}
+        counts = _feature_counts(serialized)
+    except Exception:  # InvalidArgumentError, or an error message TensorFlow could not decode
+        return None
+    n = len(records)
+    splits = {name: ragged.row_splits.numpy() for name, ragged in parsed.items()}
+    holding = sum((np.diff(s) > 0 for s in splits.values()), np.zeros(n, dtype=np.int64))
+    if not np.array_equal(holding, counts):
+        return None
+    arrays = []
+    for field in schema:
+        lengths = np.diff(splits[field.name])
+        values = parsed[field.name].values.numpy()
+        if pa.types.is_list(field.type):
+            if (lengths == 0).any() or len(values) > np.iinfo(np.int32).max:
+                return None
+            array = _leaf_array(values, field.type.value_type)
+            if array is None:
+                return None
+            offsets = pa.array(splits[field.name].astype(np.int32), type=pa.int32())
+            arrays.append(pa.ListArray.from_arrays(offsets, array).cast(field.type))
+            continue
+        if (lengths > 1).any():
+            return None
+        array = _leaf_array(values, field.type)
+        if array is None:
+            return None
+        if len(array) < n:  # features absent from some records: null there
+            present = lengths == 1
+            array = array.take(pa.array(np.cumsum(present) - 1, mask=~present))
+        arrays.append(array)
+    return pa.RecordBatch.from_arrays(arrays, schema=schema)
+
+
+def _feature_counts(serialized) -> np.ndarray:
+    """The number of features (map entries, a key written twice counted
+    twice) of each serialized ``tf.train.Example``."""
+    import tensorflow as tf
+
+    _, (features,) = tf.io.decode_proto(serialized, "tensorflow.Example", ["features"], [tf.string])
+    counts, _ = tf.io.decode_proto(
+        tf.reshape(features, [-1]), "tensorflow.Features", ["feature"], [tf.string]
+    )
+    return counts.numpy().reshape(-1)
+
+
+def _leaf_array(values: np.ndarray, arrow_type: pa.DataType) -> pa.Array | None:
+    """Parsed values as an Arrow array of ``arrow_type``; ``None`` for text that is not UTF-8."""
+    if pa.types.is_string(arrow_type):
+        try:
+            return pa.array(values, type=pa.binary()).cast(pa.string())
+        except pa.ArrowInvalid:
+            return None
+    if pa.types.is_binary(arrow_type):
+        return pa.array(values, type=pa.binary())
+    # int64 -> float64 rounds as float() does; float32 -> float64 is exact.
+    return pa.array(values.astype(arrow_type.to_pandas_dtype(), copy=False), type=arrow_type)
+
+
+def _parse_each(records: Sequence[bytes], schema: pa.Schema, known: frozenset) -> ConformedBatch:
+    """``examples_to_batch`` record by record, feature by feature: slow, and
+    says what is wrong with each record."""
     columns: dict[str, list] = {f.name: [None] * len(records) for f in schema}
     reasons: list[str | None] = [None] * len(records)
-    known = set(schema.names) if known is None else set(known)
     unknown: dict[str, int] = {}
     for i, record in enumerate(records):
         try:

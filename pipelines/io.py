@@ -485,7 +485,7 @@ def sample_rows(
                     if len(records) >= per_place or size >= budget:
                         break
             if records:
-                batches.append(tfexample.examples_to_batch(records, schema).batch)
+                batches.append(tfexample.examples_to_batch(records, schema, known=plan.schema).batch)
             continue
         for chunk in read_split(split, plan.fmt, schema):
             batches.append(chunk.batch)
@@ -582,7 +582,7 @@ def read_split(
     schema: pa.Schema,
     *,
     spec: FeatureSpec | None = None,
-    known: frozenset | None = None,
+    known: pa.Schema | None = None,
     batch_rows: int | None = None,
 ):
     """Yields the ``Chunk``s of one split, conformed to ``schema``.
@@ -590,8 +590,8 @@ def read_split(
     Args:
         spec: the features (a feature column that is missing or cannot be cast
             rejects its rows; ``None``: no column is a feature).
-        known: TFRecord: every feature name of the inferred schema (others are
-            counted as ``Chunk.unknown_features``); ``None``: ``schema``'s.
+        known: TFRecord: the whole inferred schema (features outside it are
+            counted as ``Chunk.unknown_features``); ``None``: ``schema``.
 
     Raises:
         InputError: a Parquet row group holds another number of rows than its
@@ -602,7 +602,7 @@ def read_split(
     if fmt == "parquet":
         yield from _read_parquet(split, schema, spec, size)
     else:
-        yield from _read_tfrecord(split, schema, spec, known or frozenset(schema.names), size)
+        yield from _read_tfrecord(split, schema, spec, schema if known is None else known, size)
 
 
 def _read_parquet(split: Split, schema: pa.Schema, spec, size: int):
@@ -644,7 +644,7 @@ def _parse(split: Split, first_row: int, records, schema: pa.Schema, spec, known
 
 
 class _ReadSplitFn(beam.DoFn):
-    def __init__(self, fmt: str, schema: pa.Schema, spec: FeatureSpec, known: frozenset):
+    def __init__(self, fmt: str, schema: pa.Schema, spec: FeatureSpec, known: pa.Schema):
         self._fmt = fmt
         self._schema = schema
         self._spec = spec
@@ -690,7 +690,9 @@ class ReadRecords(beam.PTransform):
         self._fmt = plan.fmt
         self._schema = schema
         self._spec = spec
-        self._known = frozenset(plan.schema.names)
+        # TFRecord: the whole inferred schema, so that features the job does not
+        # read are told apart from features inference missed (tfexample.examples_to_batch).
+        self._known = plan.schema
         self._splits = plan.splits(
             columns=schema.names, width=spec.width, batch_rows=batch_rows, batch_bytes=batch_bytes
         )
