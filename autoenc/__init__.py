@@ -2,7 +2,8 @@
 
 The library half of autoenc. It never imports Apache Beam, so everything here
 works from a notebook or a plain script; the Beam pipelines live in
-``pipelines/`` and are thin wrappers around these modules:
+``pipelines/`` (installed as ``autoenc_beam``) and are thin wrappers around
+these modules:
 
 * ``schema``: which columns are features, their dtypes; inferred from Arrow.
 * ``validation``: per-batch row checks and the rejected-rows records.

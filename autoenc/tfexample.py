@@ -217,7 +217,7 @@ def examples_to_batch(
 def _parse_dtype(arrow_type: pa.DataType):
     """The TensorFlow type a column is parsed as (``None``: not parsed fast).
     float64 columns are scalar integer features the model reads as floats
-    (``pipelines.io.model_schema``): stored as int64_list."""
+    (``autoenc_beam.io.model_schema``): stored as int64_list."""
     import tensorflow as tf
 
     leaf = _leaf(arrow_type)

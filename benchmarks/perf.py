@@ -227,10 +227,10 @@ def autoenc_cmd(job: str, *args: str, cache_off: bool = False) -> list[str]:
         # The streaming path, as for data larger than the in-memory cache limit.
         code = (
             "import sys, autoenc.training as t; t.CACHE_LIMIT_BYTES = 0; "
-            "from pipelines.cli import main; sys.exit(main(sys.argv[1:]))"
+            "from autoenc_beam.cli import main; sys.exit(main(sys.argv[1:]))"
         )
         return [sys.executable, "-c", code, job, *args]
-    return [sys.executable, "-m", "pipelines.cli", job, *args]
+    return [sys.executable, "-m", "autoenc_beam.cli", job, *args]
 
 
 # ----------------------------------------------------------------------------- children
@@ -346,7 +346,7 @@ def child_beam_api(args) -> None:
 
     from autoenc import artifact as artifacts
     from autoenc.scoring import score_fields
-    from pipelines import AutoencoderModelHandler, Score
+    from autoenc_beam import AutoencoderModelHandler, Score
 
     art = artifacts.load_artifact(args.model_dir)
     spec = art.metadata.spec

@@ -69,7 +69,7 @@ def article_model(x_train, x_val, seed):
 
 def autoenc_model(data_path, seed, workdir, extra_args=()):
     """(b): autoenc train with its defaults, through the pipeline."""
-    from pipelines import train
+    from autoenc_beam import train
 
     train.run(
         [

@@ -41,7 +41,7 @@ def commands() -> list[str]:
     """The subcommands, in the order ``autoenc --help`` lists them."""
     sys.path.insert(0, str(ROOT))
     try:
-        from pipelines.cli import COMMANDS
+        from autoenc_beam.cli import COMMANDS
     finally:
         sys.path.pop(0)
     return list(COMMANDS)
@@ -51,7 +51,7 @@ def help_text(args: list[str]) -> str:
     """What ``autoenc ARGS`` prints on stdout, at a fixed width and without colour."""
     env = dict(os.environ, COLUMNS=str(WIDTH), LINES="50", NO_COLOR="1", PYTHON_COLORS="0")
     result = subprocess.run(
-        [sys.executable, "-m", "pipelines.cli", *args],
+        [sys.executable, "-m", "autoenc_beam.cli", *args],
         cwd=ROOT,
         env=env,
         capture_output=True,

@@ -34,8 +34,9 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from autoenc.datasets import FEATURES, article_table, planted_anomalies
 from autoenc.evaluation import format_table
-from pipelines import evaluate, score, train
-from pipelines.options import check_known_args
+
+from . import evaluate, score, train
+from .options import check_known_args
 
 # The example's training settings, ahead of the command line's (which win).
 # Measured on the example (2 cores): the start selection's 15 random starts all
@@ -170,7 +171,7 @@ def run(argv=None, save_main_session=False):
 
 
 def main(argv=None):
-    from pipelines.cli import run_command
+    from .cli import run_command
 
     return run_command(run, sys.argv[1:] if argv is None else argv, "demo")
 

@@ -46,8 +46,9 @@ from autoenc.reservoir import Reservoir
 from autoenc.schema import check_compatible, check_label_column
 from autoenc.training import read_staged
 from autoenc.validation import rejected_schema
-from pipelines import io, outputs, transforms
-from pipelines.options import (
+
+from . import io, outputs, transforms
+from .options import (
     EvaluateOptions,
     InputOptions,
     ScoreOptions,
@@ -56,8 +57,8 @@ from pipelines.options import (
     require,
     runner_name,
 )
-from pipelines.score import resolve_threshold
-from pipelines.train import split_mask, split_rows
+from .score import resolve_threshold
+from .train import split_mask, split_rows
 
 _log = logging.getLogger(__name__)
 STAGING = ".staging"
@@ -471,7 +472,7 @@ def print_result(evaluation: dict, output: str) -> None:
 
 
 def main(argv=None):
-    from pipelines.cli import run_command
+    from .cli import run_command
 
     return run_command(run, sys.argv[1:] if argv is None else argv, "evaluate")
 

@@ -13,7 +13,7 @@ process, no Beam pipeline.
 
 Example:
     autoenc export --model_dir models/demo --output serving/demo
-    python -m pipelines.export --model_dir gs://bucket/models/demo \\
+    python -m autoenc_beam.export --model_dir gs://bucket/models/demo \\
         --model_version 20261126T171500Z-3f9a1c --output gs://bucket/serving/demo
 """
 
@@ -74,7 +74,7 @@ def run(argv=None) -> str:
 
 
 def main(argv=None):
-    from pipelines.cli import run_command
+    from .cli import run_command
 
     return run_command(run, sys.argv[1:] if argv is None else argv, "export")
 

@@ -13,7 +13,6 @@ Example (what the launcher runs):
 
 from __future__ import annotations
 
-import os
 import sys
 
 JOBS = ("score", "train")
@@ -43,10 +42,9 @@ def split_job(argv: list[str]) -> tuple[str, list[str]]:
 
 
 def main(argv=None) -> int:
-    # Run as a file by the launcher: make the package importable from its source
-    # tree too (it is also installed in the image).
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    from pipelines import cli
+    # Run as a file by the launcher; the image installs this package as
+    # autoenc_beam, which its Beam workers import too (not this file's folder).
+    from autoenc_beam import cli
 
     job, rest = split_job(sys.argv[1:] if argv is None else list(argv))
     if job not in JOBS:

@@ -15,7 +15,7 @@ refresh by ``WatchFilePattern``, ``apache_beam.ml.anomaly``'s
 
 Example:
     >>> import apache_beam as beam                                    # doctest: +SKIP
-    >>> from pipelines import Score                                   # doctest: +SKIP
+    >>> from autoenc_beam import Score                                   # doctest: +SKIP
     >>> with beam.Pipeline() as p:                                    # doctest: +SKIP
     ...     rows = p | beam.io.ReadFromCsv("rows.csv")
     ...     result = rows | Score("models/demo")
@@ -41,9 +41,10 @@ from autoenc import artifact as artifacts
 from autoenc.schema import FeatureSpec, check_reserved_names
 from autoenc.scoring import error_histogram, score_columns, score_fields, threshold_from_quantiles
 from autoenc.validation import conform_batch, rejected_table, validate_batch
-from pipelines import io
-from pipelines.io import BatchCoder, Chunk
-from pipelines.transforms import RowsSoFar
+
+from . import io
+from .io import BatchCoder, Chunk
+from .transforms import RowsSoFar
 
 beam.coders.registry.register_coder(pa.RecordBatch, BatchCoder)
 

@@ -4,7 +4,7 @@ Each flag is declared once, as a ``Flag`` in a table (``INPUT_FLAGS``,
 ``TRAIN_FLAGS``, ``SCORE_FLAGS``, ``EVALUATE_FLAGS``) with its help topic and
 the commands that take it. The tables make the Beam options classes
 (``InputOptions``, ... read with ``options.view_as``) and the help and checks
-of each ``autoenc`` command (``pipelines.cli``). ``RUNNER_FLAGS`` are Beam's
+of each ``autoenc`` command (``autoenc_beam.cli``). ``RUNNER_FLAGS`` are Beam's
 own, listed in the help with autoenc's defaults.
 
 Every standard Beam option (``--runner``, ``--direct_num_workers``,
@@ -39,7 +39,8 @@ from autoenc.training import (
     TrainingConfig,
 )
 from autoenc.validation import SPLITS
-from pipelines.cli import EXIT_DRIFT
+
+from .cli import EXIT_DRIFT
 
 FORMATS = ("parquet", "tfrecord")
 DEFAULTS = TrainingConfig()

@@ -37,7 +37,8 @@ import threading
 import time
 
 from autoenc.errors import BusyError
-from pipelines import io
+
+from . import io
 
 LOCK_FILE = ".lock"
 ATTEMPT_PREFIX = ".attempt-"

@@ -97,7 +97,7 @@ def run(argv=None) -> pa.Table:
 
 
 def main(argv=None):
-    from pipelines.cli import run_command
+    from .cli import run_command
 
     return run_command(run, sys.argv[1:] if argv is None else argv, "sample")
 

@@ -18,7 +18,7 @@ model directory written by ``autoenc train``. Output under ``--output``:
   job succeeded and the counts reconcile: a scheduler checks for it.
 
 A run holds ``--output``'s lock, writes under its own attempt directory and
-moves its results into place when the job succeeded (``pipelines.outputs``),
+moves its results into place when the job succeeded (``autoenc_beam.outputs``),
 so re-running with the same ``--output`` replaces the earlier result with no
 stale, duplicate or partial files, even after a killed run, and a second run
 on the same ``--output`` fails at once.
@@ -28,7 +28,7 @@ Arrow), and the model is loaded once per worker process.
 
 Example:
     autoenc score --input 'data/*.parquet' --model_dir models/demo --output scores/demo
-    python -m pipelines.score --input 'in/*.tfrecord' --model_dir models/demo \\
+    python -m autoenc_beam.score --input 'in/*.tfrecord' --model_dir models/demo \\
         --output out --passthrough --runner DirectRunner
 """
 
@@ -49,8 +49,9 @@ from autoenc.errors import ConfigError
 from autoenc.schema import check_compatible
 from autoenc.scoring import drift, score_fields
 from autoenc.validation import rejected_schema
-from pipelines import inference, io, outputs, transforms
-from pipelines.options import (
+
+from . import inference, io, outputs, transforms
+from .options import (
     InputOptions,
     ScoreOptions,
     TrainOptions,
@@ -348,7 +349,7 @@ def report(summary: dict, output: str) -> None:
 
 
 def main(argv=None):
-    from pipelines.cli import run_command
+    from .cli import run_command
 
     return run_command(run, sys.argv[1:] if argv is None else argv, "score")
 

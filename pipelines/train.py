@@ -20,7 +20,7 @@ Two stages:
 Example:
     autoenc train --input 'data/*.parquet' --model_dir models/demo \\
         --key_columns id --latent_dim 1
-    python -m pipelines.train --input 'data/*.tfrecord.gz' --model_dir models/demo
+    python -m autoenc_beam.train --input 'data/*.tfrecord.gz' --model_dir models/demo
 """
 
 from __future__ import annotations
@@ -47,8 +47,9 @@ from autoenc.training import (
     build_model,
 )
 from autoenc.validation import key_mask, rejected_schema, validation_mask
-from pipelines import io, outputs, transforms
-from pipelines.options import (
+
+from . import io, outputs, transforms
+from .options import (
     DEFAULTS,
     InputOptions,
     TrainOptions,
@@ -499,7 +500,7 @@ def report(artifact, started: float) -> None:
 
 
 def main(argv=None):
-    from pipelines.cli import run_command
+    from .cli import run_command
 
     return run_command(run, sys.argv[1:] if argv is None else argv, "train")
 

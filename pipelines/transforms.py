@@ -24,8 +24,9 @@ import pyarrow as pa
 from autoenc.schema import FeatureSpec
 from autoenc.training import staged_file
 from autoenc.validation import rejected_table, validate_batch
-from pipelines import io
-from pipelines.io import BatchCoder
+
+from . import io
+from .io import BatchCoder
 
 COUNTS = "counts"
 REJECTED = "rejected"

@@ -61,7 +61,7 @@ def article_parquet(tmp_path_factory) -> str:
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory, article_parquet) -> str:
     """A model directory trained once per session by the real training pipeline."""
-    from pipelines import train
+    from autoenc_beam import train
 
     model_dir = str(tmp_path_factory.mktemp("model"))
     train.run(

@@ -1,6 +1,6 @@
 """The ``autoenc`` command: flags per command, help, exit codes, quiet output.
 
-Also checks docs/errors.md's exit-status table against ``pipelines.cli``.
+Also checks docs/errors.md's exit-status table against ``autoenc_beam.cli``.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import pytest
 from autoenc import __version__
 from autoenc.datasets import article_table
 from autoenc.errors import ConfigError, InputError
-from pipelines import cli, options
+from autoenc_beam import cli, options
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
@@ -228,7 +228,7 @@ def test_a_real_score_run_is_quiet_and_fail_on_drift_exits_4(tiny_model_dir, tmp
     ]
     env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
     done = subprocess.run(
-        [sys.executable, "-m", "pipelines.cli", *argv], cwd=ROOT, env=env, capture_output=True, text=True
+        [sys.executable, "-m", "autoenc_beam.cli", *argv], cwd=ROOT, env=env, capture_output=True, text=True
     )
     summary = json.loads((out / "summary.json").read_text())
     assert summary["drift"]["warning"], summary["drift"]

@@ -44,7 +44,7 @@ import pyarrow.parquet as pq
 import pytest
 from clusters import FlinkCluster, SparkCluster, have_java
 
-from pipelines import demo, score, train
+from autoenc_beam import demo, score, train
 
 pytestmark = pytest.mark.runners
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -225,7 +225,7 @@ def test_flink_session_cluster_matches_the_direct_runner_and_survives_a_lost_tas
         output = tmp_path / "killed"
         argv = [f"--input={big_glob}", f"--model_dir={example['model_dir']}", f"--output={output}", *args]
         process = subprocess.Popen(
-            [sys.executable, "-m", "pipelines.score", *argv],
+            [sys.executable, "-m", "autoenc_beam.score", *argv],
             cwd=ROOT,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,

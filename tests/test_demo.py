@@ -4,8 +4,8 @@ import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from autoenc.artifact import load_artifact
-from pipelines import demo
-from pipelines.options import TrainOptions
+from autoenc_beam import demo
+from autoenc_beam.options import TrainOptions
 
 
 def test_demo_training_settings_yield_to_the_command_line():

@@ -103,7 +103,7 @@ CLI_PAGE = DOCS / "cli.md"
 CLI_SECTION = re.compile(r"^## `autoenc(?: (?P<command>\w+))?`\n.*?```text\n(?P<help>.*?)```", re.S | re.M)
 FLAG = re.compile(r"(?<![\w-])--([a-z][a-z0-9_]*)")
 INVOCATION = re.compile(
-    r"(?:\bautoenc|python -m pipelines\.|pipelines/)(?: )?(train|score|evaluate|demo|sample|export)\b"
+    r"(?:\bautoenc|python -m (?:autoenc_beam|pipelines)\.|pipelines/)(?: )?(train|score|evaluate|demo|sample|export)\b"
 )
 
 

@@ -14,7 +14,7 @@ from sklearn.pipeline import Pipeline
 from autoenc import Autoencoder
 from autoenc.artifact import load_artifact
 from autoenc.datasets import FEATURES, article_table, planted_anomalies
-from pipelines import score, train
+from autoenc_beam import score, train
 
 TINY = dict(latent_dim=1, hidden_units=(32, 32), epochs=10, patience=5, batch_size=64, n_init=1, seed=3)
 CLI_TINY = [

@@ -32,7 +32,7 @@ from autoenc.export import (
     next_version_number,
 )
 from autoenc.scoring import anomaly_score
-from pipelines import cli, score
+from autoenc_beam import cli, score
 
 ROOT = Path(__file__).resolve().parent.parent
 KINDS = ("dense", "vae", "conv")
@@ -332,7 +332,7 @@ def test_export_to_a_filesystem_url_writes_a_loadable_numbered_version(cases):
 def test_export_of_a_missing_model_dir_is_a_clear_error(tmp_path, capsys):
     missing = tmp_path / "no-such-model"
     status = cli.main(["export", f"--model_dir={missing}", f"--output={tmp_path / 'serving'}"])
-    assert status == 3  # bad model (pipelines.cli.EXIT_DATA)
+    assert status == 3  # bad model (autoenc_beam.cli.EXIT_DATA)
     err = capsys.readouterr().err
     assert f"autoenc export: error: Model directory {missing} does not exist" in err
     assert not (tmp_path / "serving").exists()

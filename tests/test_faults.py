@@ -19,7 +19,7 @@ from conftest import TINY_TRAIN_ARGS
 
 from autoenc.artifact import list_versions, load_artifact
 from autoenc.datasets import article_table
-from pipelines import score, train
+from autoenc_beam import score, train
 
 pytestmark = pytest.mark.pipeline
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -70,11 +70,11 @@ def test_score_killed_at_random_moments_never_damages_the_output(tiny_model_dir,
     argv = [f"--input={tmp_path / 'in.parquet'}", f"--model_dir={tiny_model_dir}", f"--output={out}"]
     ids = set(table["id"].to_pylist())
     score.run(argv)
-    duration = _timed("pipelines.score", argv)
+    duration = _timed("autoenc_beam.score", argv)
     rng = np.random.default_rng(13)
     finished = 0
     for delay in rng.uniform(0.3, 1.1 * duration, size=6):
-        finished += _run_and_kill("pipelines.score", argv, delay) is not None
+        finished += _run_and_kill("autoenc_beam.score", argv, delay) is not None
         _scores_are_one_whole_result(out, ids)
     assert finished < 6, "no run was killed: the delays were too long"
     summary = score.run(argv)
@@ -88,10 +88,10 @@ def test_train_killed_at_random_moments_keeps_the_previous_model(article_parquet
     model_dir = tmp_path / "m"
     argv = [f"--input={article_parquet}", f"--model_dir={model_dir}", *TINY_TRAIN_ARGS, "--epochs=3"]
     good = train.run(argv)
-    duration = _timed("pipelines.train", argv)
+    duration = _timed("autoenc_beam.train", argv)
     rng = np.random.default_rng(17)
     for delay in rng.uniform(0.5, 1.1 * duration, size=4):
-        _run_and_kill("pipelines.train", argv, delay)
+        _run_and_kill("autoenc_beam.train", argv, delay)
         # LATEST names a complete version, and every listed version loads.
         latest = load_artifact(str(model_dir))
         assert latest.version >= good.version

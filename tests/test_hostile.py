@@ -24,7 +24,7 @@ from conftest import TINY_TRAIN_ARGS, write_tfrecord
 from autoenc.artifact import list_versions, load_artifact
 from autoenc.datasets import FEATURES, article_table
 from autoenc.errors import ArtifactError, AutoencError, ConfigError, InputError
-from pipelines import evaluate, score, train
+from autoenc_beam import evaluate, score, train
 
 pytestmark = pytest.mark.pipeline
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -227,7 +227,7 @@ def test_a_gzip_tfrecord_cut_on_a_record_boundary_is_an_error_naming_the_file(ti
 
 def test_row_counts_are_checked_against_footers_and_written_files(tiny_model_dir, tmp_path, monkeypatch):
     from autoenc.errors import ReconciliationError
-    from pipelines import io
+    from autoenc_beam import io
 
     pq.write_table(article_table(300, seed=4), tmp_path / "in.parquet", row_group_size=100)
     first = score_run(tmp_path / "in.parquet", tiny_model_dir, tmp_path / "out")
@@ -258,7 +258,7 @@ def test_row_counts_are_checked_against_footers_and_written_files(tiny_model_dir
 
 def test_training_reconciles_its_staged_rows(tmp_path, monkeypatch):
     from autoenc.errors import ReconciliationError
-    from pipelines import transforms
+    from autoenc_beam import transforms
 
     pq.write_table(article_table(500, seed=4), tmp_path / "in.parquet")
     real = transforms.staged_file
@@ -278,7 +278,7 @@ def test_training_reconciles_its_staged_rows(tmp_path, monkeypatch):
 
 def _start_score(argv, **kwargs):
     return subprocess.Popen(
-        [sys.executable, "-m", "pipelines.score", *argv],
+        [sys.executable, "-m", "autoenc_beam.score", *argv],
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -288,7 +288,7 @@ def _start_score(argv, **kwargs):
 
 def test_a_second_run_on_the_same_output_fails_fast_and_the_first_finishes(tiny_model_dir, tmp_path):
     from autoenc.errors import BusyError
-    from pipelines import outputs
+    from autoenc_beam import outputs
 
     pq.write_table(article_table(20_000, seed=5), tmp_path / "in.parquet", row_group_size=1000)
     out = tmp_path / "out"
@@ -317,7 +317,7 @@ def test_a_second_run_on_the_same_output_fails_fast_and_the_first_finishes(tiny_
 
 def test_the_object_store_lease_refuses_a_second_holder_and_is_checked_at_commit(tmp_path, monkeypatch):
     from autoenc.errors import BusyError
-    from pipelines import outputs
+    from autoenc_beam import outputs
 
     first = outputs.OutputLock(str(tmp_path), "run-a", local=False).acquire()
     with pytest.raises(BusyError, match="in use by run run-a"):
@@ -546,7 +546,7 @@ def test_tfrecord_features_beyond_the_inferred_schema_are_reported(tiny_model_di
 def test_the_default_runner_is_the_in_process_one_and_prism_is_not_fetched():
     from apache_beam.options.pipeline_options import SetupOptions, StandardOptions
 
-    from pipelines import options
+    from autoenc_beam import options
 
     parsed = options.parse(["--input=x.parquet", "--model_dir=m"])
     assert parsed.view_as(StandardOptions).runner == "FnApiRunner" == options.LOCAL_RUNNER

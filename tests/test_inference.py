@@ -1,4 +1,4 @@
-"""``pipelines.Score`` and ``pipelines.AutoencoderModelHandler``: autoenc
+"""``autoenc_beam.Score`` and ``autoenc_beam.AutoencoderModelHandler``: autoenc
 inside other people's Beam pipelines, with ``autoenc score``'s numbers."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from apache_beam.testing.util import assert_that, equal_to
 
 from autoenc.artifact import load_artifact
 from autoenc.datasets import FEATURES, article_table, planted_anomalies
-from pipelines import AutoencoderModelHandler, Score, score
+from autoenc_beam import AutoencoderModelHandler, Score, score
 
 pytestmark = pytest.mark.pipeline
 
@@ -269,7 +269,7 @@ def test_offline_detector_in_beams_anomaly_detection(rows, cli_scores, tiny_mode
     from apache_beam.ml.anomaly.thresholds import FixedThreshold
     from apache_beam.ml.anomaly.transforms import AnomalyDetection
 
-    from pipelines import offline_detector
+    from autoenc_beam import offline_detector
 
     good = [r for r in rows.to_pylist() if not r["id"].startswith("broken")]
     want = {i: r["is_anomaly"] for i, r in cli_scores["scores"].items()}

@@ -14,7 +14,7 @@ from conftest import TINY_TRAIN_ARGS
 from autoenc.artifact import load_artifact
 from autoenc.datasets import article_table, planted_anomalies
 from autoenc.errors import ConfigError, InputError
-from pipelines import evaluate, score, train
+from autoenc_beam import evaluate, score, train
 
 pytestmark = pytest.mark.pipeline
 N_NORMAL, N_ANOMALOUS = 2000, 100

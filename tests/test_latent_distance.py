@@ -10,7 +10,7 @@ from sklearn.metrics import roc_auc_score
 from autoenc.artifact import load_artifact
 from autoenc.errors import ConfigError
 from autoenc.scoring import LatentDistribution, latent_moments
-from pipelines import score, train
+from autoenc_beam import score, train
 
 
 def test_moments_summed_over_batches_give_the_mahalanobis_distance(rng):

@@ -37,7 +37,7 @@ def image_table(n: int, seed: int) -> pa.Table:
 
 
 def test_scoring_600_kb_rows_keeps_peak_memory_under_2_gb(tmp_path):
-    from pipelines import train
+    from autoenc_beam import train
 
     pq.write_table(image_table(40, seed=0), tmp_path / "train.parquet", compression="zstd")
     train.run(
@@ -59,7 +59,7 @@ def test_scoring_600_kb_rows_keeps_peak_memory_under_2_gb(tmp_path):
     # (getrusage's ru_maxrss would carry the forking test process's size over exec).
     code = (
         "import sys\n"
-        "from pipelines import score\n"
+        "from autoenc_beam import score\n"
         "summary = score.run(sys.argv[1:])\n"
         "print('SCORED', summary['counts']['scored'])\n"
         "status = open('/proc/self/status').read().splitlines()\n"

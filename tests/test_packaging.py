@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("autoenc", "pipelines")
+# Installed package -> its folder in the source tree (pyproject.toml's package-dir).
+PACKAGES = {"autoenc": "autoenc", "autoenc_beam": "pipelines"}
 
 
 @pytest.fixture(scope="module")
@@ -66,8 +67,11 @@ def _metadata(wheel: zipfile.ZipFile):
     return email.parser.Parser().parsestr(wheel.read(name).decode())
 
 
-def _source_files(package: str) -> set[str]:
-    return {p.relative_to(ROOT).as_posix() for p in (ROOT / package).rglob("*.py")} | {f"{package}/py.typed"}
+def _source_files(folder: str, installed_as: str | None = None) -> set[str]:
+    """The package's files under ``folder`` of the source tree, named as in
+    the sdist, or as in the wheel when ``installed_as`` is given."""
+    files = {p.relative_to(ROOT / folder).as_posix() for p in (ROOT / folder).rglob("*.py")} | {"py.typed"}
+    return {f"{installed_as or folder}/{f}" for f in files}
 
 
 def test_sdist_holds_the_library_and_the_pipelines(sdist):
@@ -91,8 +95,9 @@ def test_sdist_holds_the_library_and_the_pipelines(sdist):
 
 def test_wheel_holds_both_packages_typed_and_nothing_else(wheel):
     names = set(wheel.namelist())
-    assert _source_files("autoenc") | _source_files("pipelines") <= names
-    assert "pipelines/flex_template_metadata.json" in names
+    assert _source_files("autoenc") | _source_files("pipelines", "autoenc_beam") <= names
+    assert "autoenc_beam/flex_template_metadata.json" in names
+    assert not any(n.startswith("pipelines/") for n in names)  # installed under its own name only
     top = {n.split("/")[0] for n in names}
     (dist_info,) = top - set(PACKAGES)
     assert dist_info.startswith("autoenc-") and dist_info.endswith(".dist-info"), top
@@ -146,7 +151,7 @@ def test_wheel_declares_the_autoenc_command(wheel):
     entry_points = configparser.ConfigParser()
     entry_points.read_string(wheel.read(name).decode())
     module, _, func = entry_points["console_scripts"]["autoenc"].partition(":")
-    assert (module, func) == ("pipelines.cli", "main")
+    assert (module, func) == ("autoenc_beam.cli", "main")
     assert callable(getattr(importlib.import_module(module), func))
 
 
@@ -258,8 +263,8 @@ def test_dockerfile_install_steps_succeed_in_a_fresh_virtualenv(tmp_path):
 
 
 def test_flex_template_parameters_are_options_of_the_jobs():
-    from pipelines.flex_template import split_job
-    from pipelines.options import check_known_args
+    from autoenc_beam.flex_template import split_job
+    from autoenc_beam.options import check_known_args
 
     meta = json.loads((ROOT / "pipelines" / "flex_template_metadata.json").read_text())
     names = [p["name"] for p in meta["parameters"]]
@@ -273,7 +278,39 @@ def test_flex_template_parameters_are_options_of_the_jobs():
 
 
 def test_flex_template_refuses_an_unknown_job(capsys):
-    from pipelines import flex_template
+    from autoenc_beam import flex_template
 
     assert flex_template.main(["--job=predict", "--input=x"]) == 2
     assert "--job must be one of score, train" in capsys.readouterr().err
+
+
+def test_a_users_own_pipelines_package_does_not_hide_autoenc(tmp_path, tiny_model_dir, article_parquet):
+    """A project with a ``pipelines`` package of its own first on ``sys.path``
+    (an Airflow DAG folder, say) still runs the ``autoenc`` command and imports
+    autoenc's transforms, installed as ``autoenc_beam``, beside its own."""
+    dags = tmp_path / "dags"
+    (dags / "pipelines").mkdir(parents=True)
+    (dags / "pipelines" / "__init__.py").write_text("OWNER = 'the user'\n")
+    (dags / "pipelines" / "cli.py").write_text("raise ImportError('the user\\'s own pipelines.cli')\n")
+    (dags / "pipelines" / "score.py").write_text("raise ImportError('the user\\'s own pipelines.score')\n")
+    env = {**os.environ, "PYTHONPATH": str(dags)}
+    command = Path(sys.executable).with_name("autoenc")
+
+    version = subprocess.run([command, "--version"], cwd=dags, env=env, capture_output=True, text=True)
+    assert version.returncode == 0 and version.stdout.startswith("autoenc "), version.stderr
+
+    output = tmp_path / "scores"
+    code = (
+        "import sys, pipelines; from autoenc_beam import AutoencoderModelHandler, Score, cli; "
+        "assert pipelines.OWNER == 'the user', pipelines; "
+        "print(Score.__module__, AutoencoderModelHandler.__module__); "
+        "sys.exit(cli.main(sys.argv[1:]))"
+    )
+    argv = ["score", f"--input={article_parquet}", f"--model_dir={tiny_model_dir}", f"--output={output}"]
+    scored = subprocess.run(
+        [sys.executable, "-c", code, *argv], cwd=dags, env=env, capture_output=True, text=True
+    )
+    assert scored.returncode == 0, scored.stderr[-3000:]
+    assert scored.stdout.split()[:2] == ["autoenc_beam.inference", "autoenc_beam.inference"]
+    summary = json.loads((output / "summary.json").read_text())
+    assert summary["counts"]["read"] == summary["counts"]["scored"] == 2_000

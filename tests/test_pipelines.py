@@ -15,7 +15,7 @@ from conftest import TINY_TRAIN_ARGS, write_tfrecord
 from autoenc.artifact import load_artifact
 from autoenc.datasets import article_table, planted_anomalies
 from autoenc.errors import ArtifactError, ConfigError, InputError
-from pipelines import cli, sample, score, train
+from autoenc_beam import cli, sample, score, train
 
 pytestmark = pytest.mark.pipeline
 NAN, INF = float("nan"), float("inf")
@@ -354,7 +354,7 @@ def test_cli_prints_one_paragraph_and_exits_nonzero(tmp_path, capsys):
         ]
     )
     err = capsys.readouterr().err
-    assert status == 3  # bad input (pipelines.cli.EXIT_DATA)
+    assert status == 3  # bad input (autoenc_beam.cli.EXIT_DATA)
     assert "autoenc score: error:" in err and "Traceback" not in err
     assert cli.main(["train", "--input=a.parquet", "--model_dir=m", "--epochs=x"]) == 2
     assert "Invalid option value" in capsys.readouterr().err
@@ -386,7 +386,7 @@ def test_rerun_replaces_the_output_cleanly_even_after_a_killed_run(tiny_model_di
 
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     proc = subprocess.Popen(
-        [sys.executable, "-m", "pipelines.score", *argv],
+        [sys.executable, "-m", "autoenc_beam.score", *argv],
         cwd=repo,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -516,7 +516,7 @@ def test_scores_are_one_file_per_input_chunk_in_input_order(tiny_model_dir, tmp_
 def test_local_scoring_uses_every_core_unless_told_otherwise(monkeypatch):
     from apache_beam.options.pipeline_options import DirectOptions
 
-    from pipelines import options as opts
+    from autoenc_beam import options as opts
 
     monkeypatch.setattr(opts, "local_cores", lambda: 3)
     base = ["--input=x.parquet", "--model_dir=m"]

@@ -166,7 +166,7 @@ def test_validate_logs_rows_read_so_far_at_most_every_interval(monkeypatch, capl
     import pyarrow as pa
 
     from autoenc.schema import infer_spec
-    from pipelines import io, transforms
+    from autoenc_beam import io, transforms
 
     caplog.set_level(logging.INFO, logger=progress.LOGGER)
     table = pa.table({"x1": [1.0, 2.0, None], "x2": [0.5, 0.25, 0.125]})

@@ -141,7 +141,7 @@ def test_every_row_is_scored_without_nan_or_rejected_with_its_column(scorer, tab
 def test_the_scoring_pipeline_scores_or_rejects_every_row_of_random_tables(
     tiny_model_dir, tmp_path_factory, table, row_group, files
 ):
-    from pipelines import score
+    from autoenc_beam import score
 
     directory = tmp_path_factory.mktemp("random")
     parts = np.array_split(np.arange(table.num_rows), files)

@@ -37,7 +37,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from autoenc.artifact import load_artifact
-from pipelines import demo, score, train
+from autoenc_beam import demo, score, train
 
 pytestmark = pytest.mark.runners
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -336,7 +336,7 @@ def _train_on(runner: str, data, model_dir) -> list:
     ]
     if runner == "subprocess":
         subprocess.run(
-            [sys.executable, "-m", "pipelines.train", *argv], cwd=ROOT, check=True, capture_output=True
+            [sys.executable, "-m", "autoenc_beam.train", *argv], cwd=ROOT, check=True, capture_output=True
         )
     else:
         extra = {"direct_two_threads": ["--direct_num_workers=2", "--direct_running_mode=multi_threading"]}

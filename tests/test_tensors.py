@@ -17,7 +17,7 @@ from autoenc.errors import ConfigError, InputError
 from autoenc.preprocessing import MomentStats, Normalizer
 from autoenc.schema import infer_spec
 from autoenc.validation import validate_batch
-from pipelines import score, train
+from autoenc_beam import score, train
 
 NESTED = pa.list_(pa.list_(pa.float32()))
 
@@ -238,7 +238,7 @@ def test_conv_needs_one_image_feature(article_parquet, tmp_path):
 
 @pytest.mark.pipeline
 def test_vae_on_images_samples_images_of_the_right_shape(tmp_path):
-    from pipelines import sample
+    from autoenc_beam import sample
 
     path = tmp_path / "img.parquet"
     pq.write_table(pa.table({"img": pa.array(blobs(200).tolist(), NESTED)}), path)

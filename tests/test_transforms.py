@@ -4,15 +4,15 @@ import pytest
 from apache_beam.testing import test_pipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from pipelines import io
-from pipelines.transforms import StageRows
+from autoenc_beam import io
+from autoenc_beam.transforms import StageRows
 
 
 def _stage_and_merge(tmp_path, chunks, order_seed):
     """Stages (key, rows) chunks arriving in a shuffled order, then merges the
     staged headers' statistics in file-name order, as training does."""
     from autoenc.preprocessing import MomentStats
-    from pipelines.train import read_headers
+    from autoenc_beam.train import read_headers
 
     directory = str(tmp_path / f"staging-{order_seed}")
     shuffled = list(chunks)
