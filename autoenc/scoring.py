@@ -351,9 +351,14 @@ def list_column(rows: np.ndarray, null: np.ndarray | None = None) -> pa.ListArra
         [[0.0, 0.0, 0.0], None]
     """
     n, k = rows.shape
-    offsets = pa.array(np.arange(0, (n + 1) * k, k, dtype=np.int32))
-    mask = None if null is None or not null.any() else pa.array(null)
-    return pa.ListArray.from_arrays(offsets, pa.array(rows.ravel()), mask=mask)
+    if null is None or not null.any():
+        offsets = pa.array(np.arange(0, (n + 1) * k, k, dtype=np.int32))
+        return pa.ListArray.from_arrays(offsets, pa.array(rows.ravel()))
+    # Null rows get empty slots: pyarrow before 25 cannot write to Parquet a list
+    # whose null entries hold values ("Lists with non-zero length null components").
+    lengths = np.where(null, 0, k).astype(np.int32)
+    offsets = pa.array(np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32))
+    return pa.ListArray.from_arrays(offsets, pa.array(rows[~null].ravel()), mask=pa.array(null))
 
 
 def top_features_column(index: np.ndarray, shares: np.ndarray, names) -> pa.ListArray:
