@@ -23,6 +23,7 @@ import math
 from collections.abc import Callable, Sequence
 
 import keras
+import numpy as np
 
 from autoenc.errors import ConfigError
 
@@ -310,6 +311,99 @@ def build_lstm(
     return keras.Model(inputs, outputs, name="lstm_autoencoder")
 
 
+@keras.saving.register_keras_serializable(package="autoenc")
+class PositionalEncoding(keras.layers.Layer):
+    """Adds the fixed sinusoidal position code of "Attention Is All You Need"
+    to a sequence ``[batch, steps, width]``: ``sin`` on even channels, ``cos``
+    on odd ones, wavelengths from 2 pi to 10000 * 2 pi. No weights, so it is
+    the same for every seed and needs nothing saved.
+    """
+
+    def build(self, input_shape):
+        steps, width = int(input_shape[-2]), int(input_shape[-1])
+        position = np.arange(steps, dtype=np.float64)[:, None]
+        rate = np.exp(-math.log(10000.0) * (2 * (np.arange(width) // 2)) / width)[None, :]
+        angle = position * rate
+        code = np.where(np.arange(width)[None, :] % 2 == 0, np.sin(angle), np.cos(angle))
+        self._code = code.astype("float32")[None]
+        super().build(input_shape)
+
+    def call(self, inputs):
+        return inputs + keras.ops.convert_to_tensor(self._code, dtype=inputs.dtype)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+
+def _attention_heads(width: int) -> int:
+    """The most heads, up to 4, that divide ``width`` evenly."""
+    return next(h for h in (4, 2, 1) if width % h == 0)
+
+
+def _transformer_block(x, width: int, activation: str, name: str):
+    """Self-attention over all steps, then a position-wise feed-forward layer
+    twice as wide, each added back to its input and layer-normalized (the
+    post-norm block of the original transformer, without dropout so that a
+    seed fixes the model)."""
+    heads = _attention_heads(width)
+    attended = keras.layers.MultiHeadAttention(heads, width // heads, name=f"{name}_attention")(x, x)
+    x = keras.layers.LayerNormalization(name=f"{name}_norm_1")(
+        keras.layers.Add(name=f"{name}_add_1")([x, attended])
+    )
+    fed = keras.layers.Dense(2 * width, activation=activation, name=f"{name}_feed_forward")(x)
+    fed = keras.layers.Dense(width, name=f"{name}_feed_forward_out")(fed)
+    return keras.layers.LayerNormalization(name=f"{name}_norm_2")(
+        keras.layers.Add(name=f"{name}_add_2")([x, fed])
+    )
+
+
+def build_transformer(
+    n_features: int,
+    *,
+    latent_dim: int,
+    shape: Sequence[int],
+    hidden_units: Sequence[int] = (32, 32),
+    activation: str = "relu",
+    output_activation: str | None = None,
+    **_,
+) -> keras.Model:
+    """A transformer autoencoder for one sequence feature of ``shape`` (T, F)
+    or (T,), as ``lstm``.
+
+    Encoder: each step's F values projected to ``hidden_units[0]`` channels,
+    the sinusoidal position code added, one transformer block per entry of
+    ``hidden_units`` (self-attention over the T steps, then a feed-forward
+    layer; up to 4 heads), the steps averaged and a dense ``latent`` layer.
+    Decoder: the latent projected back to the channels and repeated T times,
+    the position code added (so the steps can differ), as many blocks, and a
+    dense layer per step back to F values. Every block has the width of
+    ``hidden_units[0]`` (the residual sums need one width).
+
+    Raises:
+        ConfigError: ``shape`` is not a sequence shape.
+    """
+    _check_tensor_shape("transformer", "a sequence of shape T,F or T", (1, 2), n_features, shape)
+    _check_widths(n_features, latent_dim, hidden_units)
+    t, f = shape[0], shape[1] if len(shape) == 2 else 1
+    width = int(hidden_units[0])
+    inputs = keras.Input(shape=(n_features,), name="features")
+    x = keras.layers.Reshape((t, f), name="to_sequence")(inputs)
+    x = keras.layers.Dense(width, name="encoder_embedding")(x)
+    x = PositionalEncoding(name="encoder_positions")(x)
+    for i in range(len(hidden_units)):
+        x = _transformer_block(x, width, activation, f"encoder_block_{i}")
+    x = keras.layers.GlobalAveragePooling1D(name="encoder_pooling")(x)
+    latent = keras.layers.Dense(latent_dim, name=LATENT_LAYER)(x)
+    x = keras.layers.Dense(width, name="decoder_embedding")(latent)
+    x = keras.layers.RepeatVector(t, name="decoder_repeat")(x)
+    x = PositionalEncoding(name="decoder_positions")(x)
+    for i in range(len(hidden_units)):
+        x = _transformer_block(x, width, activation, f"decoder_block_{i}")
+    x = keras.layers.Dense(f, activation=output_activation, name="reconstruction_steps")(x)
+    outputs = keras.layers.Flatten(name="reconstruction")(x)
+    return keras.Model(inputs, outputs, name="transformer_autoencoder")
+
+
 # Model kinds by the name used in --model and in the artifact metadata.
 BUILDERS: dict[str, Callable[..., keras.Model]] = {
     "dense": build_dense,
@@ -318,6 +412,7 @@ BUILDERS: dict[str, Callable[..., keras.Model]] = {
     "pca": build_pca,
     "conv": build_conv,
     "lstm": build_lstm,
+    "transformer": build_transformer,
 }
 
 

@@ -45,9 +45,9 @@ NARROW_LATENT = 2
 NARROW_N_INIT = 16
 # The keys of autoenc.models.BUILDERS (kept here so that importing the config
 # does not import Keras).
-MODEL_KINDS = ("dense", "sparse", "vae", "pca", "conv", "lstm")
+MODEL_KINDS = ("dense", "sparse", "vae", "pca", "conv", "lstm", "transformer")
 # Kinds that take one tensor feature: an image (conv) or a sequence (lstm).
-TENSOR_KINDS = ("conv", "lstm")
+TENSOR_KINDS = ("conv", "lstm", "transformer")
 LOSSES = ("auto", "mse", "bce")
 NORMALIZATION_CHOICES = ("auto",) + NORMALIZATIONS
 

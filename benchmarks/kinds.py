@@ -16,9 +16,12 @@ Prints one table and writes two PNG figures:
    generated images, and ``three_rows.png``, the article's figure: originals /
    the article's 16x16 latent / its reconstructions / autoenc conv's
    reconstructions;
-5. ``lstm`` on sliding 24-year windows of the yearly sunspot numbers
-   (statsmodels): validation MSE in raw units and the windows with the largest
-   error.
+5. ``lstm`` and ``transformer`` beside PCA (latent 4) on sliding windows of
+   real series (statsmodels: yearly sunspot numbers, 24-year windows; weekly
+   CO2, 52-week windows, its 59 gaps interpolated): validation MSE in raw
+   units; and on a series with 12 planted anomalies of four kinds (spike,
+   level shift, faster wave, flat line), trained on its clean first half:
+   ROC-AUC of the window errors on the second half.
 
 Every autoenc model is trained with ``autoenc.training.fit`` from staged files,
 as ``autoenc train`` does. Long trainings use a subset of Fashion-MNIST and an
@@ -27,6 +30,7 @@ epoch cap, both printed in the table. Needs the Debian package
 
 Usage:
     python benchmarks/kinds.py --out kinds-out              # about 15 minutes on 2 cores
+    python benchmarks/kinds.py --sections sequences --out kinds-out   # part 5 alone
     python benchmarks/kinds.py --fmnist_train 2000 --conv_epochs 1 --article_conv_epochs 1 \
         --vae_epochs 1 --dense_epochs 2                      # a smoke run
 """
@@ -143,6 +147,90 @@ def sliding_windows(values: np.ndarray, t: int) -> np.ndarray:
     return np.stack([values[i : i + t] for i in range(len(values) - t + 1)])
 
 
+def planted_series(seed: int, n: int = 6000, t: int = 48):
+    """A univariate series (two seasonal waves and noise) whose first half is
+    clean and whose second half holds 12 planted anomalies of 12 steps, four
+    kinds in turn: a spike, a level shift, a faster wave, a flat line. Returns
+    the training windows (first half), the scored windows (second half) and a
+    label per scored window (True when it overlaps an anomaly)."""
+    rng = np.random.default_rng(seed)
+    steps = np.arange(n)
+    series = np.sin(2 * np.pi * steps / 50) + 0.5 * np.sin(2 * np.pi * steps / 13) + rng.normal(0, 0.1, n)
+    planted = np.zeros(n, dtype=bool)
+    half = n // 2
+    starts = np.sort(rng.choice(np.arange(half + t, n - t, 2 * t), 12, replace=False))
+    for k, start in enumerate(starts):
+        span = slice(start, start + 12)
+        if k % 4 == 0:
+            series[start + 5] += 4.0
+        elif k % 4 == 1:
+            series[span] += 1.5
+        elif k % 4 == 2:
+            series[span] = np.sin(2 * np.pi * steps[span] / 6)
+        else:
+            series[span] = series[start]
+        planted[span] = True
+    train = sliding_windows(series[:half], t)
+    scored = sliding_windows(series[half:], t)
+    labels = sliding_windows(planted[half:], t).any(axis=1)
+    return train, scored, labels
+
+
+def sequence_kinds(args, workdir, add) -> None:
+    """5. lstm and transformer beside PCA on sliding windows of real series
+    (yearly sunspots, weekly CO2 with its gaps interpolated) and on a series
+    with planted anomalies (ROC-AUC of the window errors)."""
+    import statsmodels.api as sm
+    from sklearn.metrics import roc_auc_score
+
+    spots = sm.datasets.sunspots.load_pandas().data["SUNACTIVITY"].to_numpy(np.float64)
+    co2 = sm.datasets.co2.load_pandas().data["co2"].interpolate().to_numpy(np.float64)
+    kinds = (("lstm", (32,), "lstm (32 units)"), ("transformer", (32, 32), "transformer (2 blocks of 32)"))
+    for name, values, t, latent in (("sunspots", spots, 24, 4), ("co2", co2, 52, 4)):
+        windows = sliding_windows(values, t)
+        val = np.random.default_rng(args.seed).random(len(windows)) < 0.2
+        data = f"{name} ({len(windows)} windows of {t})"
+        for kind, units, label in kinds:
+            config = TrainingConfig(
+                model=kind, hidden_units=units, latent_dim=latent, epochs=args.sequence_epochs, seed=args.seed
+            )
+            reconstruct, result, seconds = fit_autoenc(
+                config, windows[~val], windows[val], workdir, f"{name}-{kind}", shape=(t,)
+            )
+            r = reconstruct(windows[val])
+            add(
+                data,
+                f"autoenc {label}",
+                latent,
+                {"val_mse_raw": float(np.mean((r - windows[val]) ** 2))},
+                f"{len(result.loss)} epochs, {seconds:.0f} s",
+            )
+        rp = pca_reconstruct(windows[~val], latent)(windows[val])
+        add(data, "PCA", latent, {"val_mse_raw": float(np.mean((rp - windows[val]) ** 2))})
+
+    train, scored, labels = planted_series(args.seed)
+    val = np.random.default_rng(args.seed).random(len(train)) < 0.2
+    data = f"planted ({labels.sum()} of {len(scored)} windows)"
+    for kind, units, label in kinds:
+        config = TrainingConfig(
+            model=kind, hidden_units=units, latent_dim=4, epochs=args.sequence_epochs, seed=args.seed
+        )
+        reconstruct, result, seconds = fit_autoenc(
+            config, train[~val], train[val], workdir, f"planted-{kind}", shape=(train.shape[1],)
+        )
+        errors = np.mean((reconstruct(scored) - scored) ** 2, axis=1)
+        add(
+            data,
+            f"autoenc {label}",
+            4,
+            {"roc_auc": float(roc_auc_score(labels, errors))},
+            f"{len(result.loss)} epochs, {seconds:.0f} s",
+        )
+    pca = pca_reconstruct(train[~val], 4)
+    errors = np.mean((pca(scored) - scored) ** 2, axis=1)
+    add(data, "PCA", 4, {"roc_auc": float(roc_auc_score(labels, errors))})
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -154,7 +242,14 @@ def main(argv=None):
     parser.add_argument("--vae_epochs", type=int, default=30)
     parser.add_argument("--dense_epochs", type=int, default=500, help="epoch cap of dense (its default: 500)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--sections",
+        default="article,fmnist,sequences",
+        help="comma-separated parts to run: article (1), fmnist (2-4), sequences (5)",
+    )
+    parser.add_argument("--sequence_epochs", type=int, default=300, help="epoch cap of lstm and transformer")
     args = parser.parse_args(argv)
+    sections = set(args.sections.split(","))
     os.makedirs(args.out, exist_ok=True)
     rows, results = [], {}
     run_started = time.time()
@@ -167,142 +262,126 @@ def main(argv=None):
         )
 
     with tempfile.TemporaryDirectory() as workdir:
-        # 1. The article's dataset, latent 1: dense vs PCA(1).
-        rng = np.random.default_rng(args.seed)
-        x = article_features(rng.uniform(-5, 5, 10_000))
-        val = rng.random(len(x)) < 0.2
-        config = TrainingConfig(latent_dim=1, epochs=args.dense_epochs, seed=args.seed)
-        reconstruct, result, seconds = fit_autoenc(config, x[~val], x[val], workdir, "dense")
-        r = reconstruct(x)
-        add(
-            "article (10k rows)",
-            "autoenc dense (defaults)",
-            1,
-            {
-                "val_mse_raw": float(np.mean((r[val] - x[val]) ** 2)),
-                "max_abs_error": float(np.abs(r - x).max()),
-            },
-            f"{len(result.loss)} epochs, {seconds:.0f} s, start {result.start}",
-        )
-        r = pca_reconstruct(x[~val], 1)(x)
-        add(
-            "article (10k rows)",
-            "PCA",
-            1,
-            {
-                "val_mse_raw": float(np.mean((r[val] - x[val]) ** 2)),
-                "max_abs_error": float(np.abs(r - x).max()),
-            },
-        )
-
-        # 2-3. Fashion-MNIST: the article's conv, autoenc conv, PCA at equal latents.
-        train_images = load_fmnist("train")[: args.fmnist_train]
-        val_images = load_fmnist("t10k")
-        y_val = val_images.reshape(len(val_images), -1) / 255.0
-        data = f"Fashion-MNIST ({len(train_images) // 1000}k/10k)"
-
-        model, encoder = article_conv(args.seed)
-        import keras
-
-        started = time.time()
-        history = model.fit(
-            train_images[..., None] / 255.0,
-            train_images[..., None] / 255.0,
-            batch_size=128,
-            epochs=args.article_conv_epochs,
-            validation_data=(val_images[..., None] / 255.0, val_images[..., None] / 255.0),
-            callbacks=[keras.callbacks.EarlyStopping(patience=1)],
-            verbose=0,
-        )
-        p_article = model.predict(val_images[..., None] / 255.0, batch_size=1024, verbose=0).reshape(
-            len(y_val), -1
-        )
-        add(
-            data,
-            "article conv (exact setup)",
-            256,
-            {"val_bce": bce(p_article, y_val), "val_mse_01": float(np.mean((p_article - y_val) ** 2))},
-            f"{len(history.history['loss'])} epochs (cap {args.article_conv_epochs}), {time.time() - started:.0f} s",
-        )
-        article_latent = encoder.predict(val_images[:8, ..., None] / 255.0, verbose=0)[..., 0]
-
-        flat_train = train_images.reshape(len(train_images), -1)
-        flat_val = val_images.reshape(len(val_images), -1)
-        config = TrainingConfig(model="conv", epochs=args.conv_epochs, seed=args.seed)
-        reconstruct, result, seconds = fit_autoenc(
-            config, flat_train, flat_val, workdir, "conv", sizes=[784], shape=(28, 28, 1)
-        )
-        p_conv = reconstruct(flat_val) / 255.0
-        conv_latent = config.resolved_latent_dim(784)
-        add(
-            data,
-            "autoenc conv (defaults, bce)",
-            conv_latent,
-            {"val_bce": bce(p_conv, y_val), "val_mse_01": float(np.mean((p_conv - y_val) ** 2))},
-            f"{len(result.loss)} epochs (cap {args.conv_epochs}), {seconds:.0f} s",
-        )
-        for k in (conv_latent, 256):
-            p = np.clip(pca_reconstruct(flat_train, k)(flat_val) / 255.0, 0, 1)
+        if "article" in sections:
+            # 1. The article's dataset, latent 1: dense vs PCA(1).
+            rng = np.random.default_rng(args.seed)
+            x = article_features(rng.uniform(-5, 5, 10_000))
+            val = rng.random(len(x)) < 0.2
+            config = TrainingConfig(latent_dim=1, epochs=args.dense_epochs, seed=args.seed)
+            reconstruct, result, seconds = fit_autoenc(config, x[~val], x[val], workdir, "dense")
+            r = reconstruct(x)
             add(
-                data,
-                "PCA (z-scored pixels)",
-                k,
-                {"val_bce": bce(p, y_val), "val_mse_01": float(np.mean((p - y_val) ** 2))},
+                "article (10k rows)",
+                "autoenc dense (defaults)",
+                1,
+                {
+                    "val_mse_raw": float(np.mean((r[val] - x[val]) ** 2)),
+                    "max_abs_error": float(np.abs(r - x).max()),
+                },
+                f"{len(result.loss)} epochs, {seconds:.0f} s, start {result.start}",
+            )
+            r = pca_reconstruct(x[~val], 1)(x)
+            add(
+                "article (10k rows)",
+                "PCA",
+                1,
+                {
+                    "val_mse_raw": float(np.mean((r[val] - x[val]) ** 2)),
+                    "max_abs_error": float(np.abs(r - x).max()),
+                },
             )
 
-        # 4. VAE samples and the three-row figure.
-        config = TrainingConfig(model="vae", loss="bce", latent_dim=8, epochs=args.vae_epochs, seed=args.seed)
-        reconstruct, result, seconds = fit_autoenc(config, flat_train, flat_val, workdir, "vae", sizes=[784])
-        p_vae = reconstruct(flat_val) / 255.0
-        add(
-            data,
-            "autoenc vae (latent 8, bce)",
-            8,
-            {"val_bce": bce(p_vae, y_val), "val_mse_01": float(np.mean((p_vae - y_val) ** 2))},
-            f"{len(result.loss)} epochs (cap {args.vae_epochs}), {seconds:.0f} s",
-        )
-        from autoenc.sampling import generate
+        if "fmnist" in sections:
+            # 2-3. Fashion-MNIST: the article's conv, autoenc conv, PCA at equal latents.
+            train_images = load_fmnist("train")[: args.fmnist_train]
+            val_images = load_fmnist("t10k")
+            y_val = val_images.reshape(len(val_images), -1) / 255.0
+            data = f"Fashion-MNIST ({len(train_images) // 1000}k/10k)"
 
-        normalizer = Normalizer.from_stats(MomentStats.from_array(flat_train), "minmax", sizes=[784])
-        _, samples = generate(result.model, normalizer, 64, seed=args.seed)
-        grid_png(samples.reshape(64, 28, 28) / 255.0, 8, 8, os.path.join(args.out, "vae_samples.png"))
-        # The article's 16x16 latent, scaled to [0, 1] and centred on a 28x28 tile.
-        latent_pad = np.zeros((8, 28, 28))
-        latent_pad[:, 6:22, 6:22] = article_latent / max(float(article_latent.max()), 1e-9)
-        figure = np.concatenate(
-            [
-                val_images[:8] / 255.0,
-                latent_pad,
-                p_article[:8].reshape(8, 28, 28),
-                p_conv[:8].reshape(8, 28, 28),
-            ]
-        )
-        grid_png(figure, 4, 8, os.path.join(args.out, "three_rows.png"), scale=3)
+            model, encoder = article_conv(args.seed)
+            import keras
 
-        # 5. LSTM on sliding windows of the yearly sunspot numbers.
-        import statsmodels.api as sm
+            started = time.time()
+            history = model.fit(
+                train_images[..., None] / 255.0,
+                train_images[..., None] / 255.0,
+                batch_size=128,
+                epochs=args.article_conv_epochs,
+                validation_data=(val_images[..., None] / 255.0, val_images[..., None] / 255.0),
+                callbacks=[keras.callbacks.EarlyStopping(patience=1)],
+                verbose=0,
+            )
+            p_article = model.predict(val_images[..., None] / 255.0, batch_size=1024, verbose=0).reshape(
+                len(y_val), -1
+            )
+            add(
+                data,
+                "article conv (exact setup)",
+                256,
+                {"val_bce": bce(p_article, y_val), "val_mse_01": float(np.mean((p_article - y_val) ** 2))},
+                f"{len(history.history['loss'])} epochs (cap {args.article_conv_epochs}), {time.time() - started:.0f} s",
+            )
+            article_latent = encoder.predict(val_images[:8, ..., None] / 255.0, verbose=0)[..., 0]
 
-        spots = sm.datasets.sunspots.load_pandas().data
-        windows = sliding_windows(spots["SUNACTIVITY"].to_numpy(np.float64), 24)
-        years = spots["YEAR"].to_numpy().astype(int)[: len(windows)]
-        val = np.random.default_rng(args.seed).random(len(windows)) < 0.2
-        config = TrainingConfig(model="lstm", hidden_units=(32,), latent_dim=4, epochs=300, seed=args.seed)
-        reconstruct, result, seconds = fit_autoenc(
-            config, windows[~val], windows[val], workdir, "lstm", shape=(24,)
-        )
-        r = reconstruct(windows)
-        errors = np.mean((r - windows) ** 2, axis=1)
-        worst = np.argsort(errors)[::-1][:3]
-        add(
-            f"sunspots ({len(windows)} windows of 24 y)",
-            "autoenc lstm (32 units)",
-            4,
-            {"val_mse_raw": float(np.mean(errors[val]))},
-            f"{len(result.loss)} epochs, {seconds:.0f} s; largest errors: "
-            + ", ".join(f"{years[i]}-{years[i] + 23} ({errors[i]:.0f})" for i in worst),
-        )
-        rp = pca_reconstruct(windows[~val], 4)(windows)
-        add(rows[-1][0], "PCA", 4, {"val_mse_raw": float(np.mean((rp[val] - windows[val]) ** 2))})
+            flat_train = train_images.reshape(len(train_images), -1)
+            flat_val = val_images.reshape(len(val_images), -1)
+            config = TrainingConfig(model="conv", epochs=args.conv_epochs, seed=args.seed)
+            reconstruct, result, seconds = fit_autoenc(
+                config, flat_train, flat_val, workdir, "conv", sizes=[784], shape=(28, 28, 1)
+            )
+            p_conv = reconstruct(flat_val) / 255.0
+            conv_latent = config.resolved_latent_dim(784)
+            add(
+                data,
+                "autoenc conv (defaults, bce)",
+                conv_latent,
+                {"val_bce": bce(p_conv, y_val), "val_mse_01": float(np.mean((p_conv - y_val) ** 2))},
+                f"{len(result.loss)} epochs (cap {args.conv_epochs}), {seconds:.0f} s",
+            )
+            for k in (conv_latent, 256):
+                p = np.clip(pca_reconstruct(flat_train, k)(flat_val) / 255.0, 0, 1)
+                add(
+                    data,
+                    "PCA (z-scored pixels)",
+                    k,
+                    {"val_bce": bce(p, y_val), "val_mse_01": float(np.mean((p - y_val) ** 2))},
+                )
+
+            # 4. VAE samples and the three-row figure.
+            config = TrainingConfig(
+                model="vae", loss="bce", latent_dim=8, epochs=args.vae_epochs, seed=args.seed
+            )
+            reconstruct, result, seconds = fit_autoenc(
+                config, flat_train, flat_val, workdir, "vae", sizes=[784]
+            )
+            p_vae = reconstruct(flat_val) / 255.0
+            add(
+                data,
+                "autoenc vae (latent 8, bce)",
+                8,
+                {"val_bce": bce(p_vae, y_val), "val_mse_01": float(np.mean((p_vae - y_val) ** 2))},
+                f"{len(result.loss)} epochs (cap {args.vae_epochs}), {seconds:.0f} s",
+            )
+            from autoenc.sampling import generate
+
+            normalizer = Normalizer.from_stats(MomentStats.from_array(flat_train), "minmax", sizes=[784])
+            _, samples = generate(result.model, normalizer, 64, seed=args.seed)
+            grid_png(samples.reshape(64, 28, 28) / 255.0, 8, 8, os.path.join(args.out, "vae_samples.png"))
+            # The article's 16x16 latent, scaled to [0, 1] and centred on a 28x28 tile.
+            latent_pad = np.zeros((8, 28, 28))
+            latent_pad[:, 6:22, 6:22] = article_latent / max(float(article_latent.max()), 1e-9)
+            figure = np.concatenate(
+                [
+                    val_images[:8] / 255.0,
+                    latent_pad,
+                    p_article[:8].reshape(8, 28, 28),
+                    p_conv[:8].reshape(8, 28, 28),
+                ]
+            )
+            grid_png(figure, 4, 8, os.path.join(args.out, "three_rows.png"), scale=3)
+
+        if "sequences" in sections:
+            sequence_kinds(args, workdir, add)
 
     print(f"\nAll model kinds, one run ({time.time() - run_started:.0f} s)")
     print(f"{'data':34} {'method':30} {'latent':>7}  figures")
@@ -311,7 +390,8 @@ def main(argv=None):
         print(f"{data:34} {method:30} {latent!s:>7}  {shown}" + (f"  [{note}]" if note else ""))
     with open(os.path.join(args.out, "results.json"), "w") as f:
         json.dump(results, f, indent=2)
-    print(f"figures: {args.out}/vae_samples.png, {args.out}/three_rows.png")
+    if "fmnist" in sections:
+        print(f"figures: {args.out}/vae_samples.png, {args.out}/three_rows.png")
 
 
 if __name__ == "__main__":

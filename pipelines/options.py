@@ -224,8 +224,8 @@ TRAIN_FLAGS = (
         default=DEFAULTS.model,
         help="Model kind: dense (fully connected), sparse (L1 penalty on a ReLU "
         "latent), vae (variational; latent = posterior mean), pca (linear "
-        "baseline fitted by SVD), conv (one image feature), lstm (one sequence "
-        "feature).",
+        "baseline fitted by SVD), conv (one image feature), lstm and transformer "
+        "(one sequence feature).",
     ),
     flag(
         "--loss",

@@ -35,11 +35,12 @@ from autoenc.scoring import anomaly_score
 from autoenc_beam import cli, score
 
 ROOT = Path(__file__).resolve().parent.parent
-KINDS = ("dense", "vae", "conv")
+KINDS = ("dense", "vae", "conv", "transformer")
 # Small and fast: the numbers must agree, not be good.
 TINY = dict(epochs=3, patience=3, n_init=1, init="random", seed=3)
 OUTPUTS = ("latent", "latent_distance", "reconstruction_error", "anomaly_score", "is_anomaly")
 IMAGE = (8, 8, 1)
+SEQUENCE = (12, 1)
 
 # Runs in a fresh interpreter where autoenc and Keras cannot be imported: loads
 # each SavedModel with plain tf.saved_model.load and scores the rows through
@@ -84,6 +85,12 @@ def _images(n: int, seed: int) -> np.ndarray:
     return images
 
 
+def _sequences(n: int, seed: int) -> np.ndarray:
+    """Sine waves of random phase, [n, 12, 1]."""
+    phase = np.random.default_rng(seed).uniform(0, 2 * np.pi, n)
+    return np.sin(0.5 * np.arange(SEQUENCE[0])[None] + phase[:, None])[..., None]
+
+
 def _image_table(images: np.ndarray, ids: list[str]) -> pa.Table:
     """Images as the estimator stores them: a list<double> column ``x``, flattened."""
     flat = images.reshape(len(images), -1)
@@ -100,6 +107,11 @@ def _rows(kind: str) -> pa.Table:
         images[20:] = np.flip(images[20:], axis=1).transpose(0, 2, 1, 3)  # the bar turned
         images[23, 0, 0, 0] = 1e300
         return _image_table(images, [f"image-{i:03d}" for i in range(24)])
+    if kind == "transformer":
+        sequences = _sequences(24, seed=9)
+        sequences[20:, 4:8, 0] += 2.0  # a bump
+        sequences[23, 0, 0] = 1e300
+        return _image_table(sequences, [f"sequence-{i:03d}" for i in range(24)])
     table = pa.concat_tables([article_table(40, seed=5, id_prefix="new"), planted_anomalies(8)])
     extreme = article_table(2, seed=6, id_prefix="extreme").to_pydict()
     extreme["x3"][0] = 1e300
@@ -122,6 +134,10 @@ def _features(table: pa.Table, artifact) -> np.ndarray:
 def _fit(kind: str, model_dir: str) -> None:
     if kind == "conv":
         Autoencoder("conv", latent_dim=2, **TINY).fit(_images(200, seed=2)).save(model_dir)
+        return
+    if kind == "transformer":
+        model = Autoencoder("transformer", latent_dim=2, hidden_units=(8,), **TINY)
+        model.fit(_sequences(200, seed=2)).save(model_dir)
         return
     rows = article_table(1000, seed=0).select(list(FEATURES))
     Autoencoder(kind, latent_dim=1, hidden_units=(16, 16), **TINY).fit(rows).save(model_dir)

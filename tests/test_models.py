@@ -9,7 +9,7 @@ from autoenc.training import MODEL_KINDS, TrainingConfig, build_model
 
 def test_every_kind_has_a_builder_with_the_shared_contract():
     assert tuple(BUILDERS) == MODEL_KINDS
-    shapes = {"conv": (6, 5, 2), "lstm": (10, 6)}
+    shapes = {"conv": (6, 5, 2), "lstm": (10, 6), "transformer": (10, 6)}
     for kind, build in BUILDERS.items():
         shape = shapes.get(kind, (60,))
         model = build(
@@ -25,7 +25,7 @@ def test_every_kind_has_a_builder_with_the_shared_contract():
 def test_minmax_normalization_bounds_every_kinds_output(kind):
     """--normalization minmax: a sigmoid output, so reconstructions stay in [0, 1]
     (the training range) even for inputs far outside it; zscore: linear."""
-    shape = {"conv": (6, 5, 2), "lstm": (10, 6)}.get(kind)
+    shape = {"conv": (6, 5, 2), "lstm": (10, 6), "transformer": (10, 6)}.get(kind)
     x = np.random.default_rng(0).normal(scale=50.0, size=(16, 60)).astype(np.float32)
     for normalization, bounded in (("minmax", True), ("zscore", False)):
         config = TrainingConfig(
@@ -71,7 +71,10 @@ def test_bad_hyperparameters_are_clear_errors(build, kwargs, match):
         build(4, **kwargs)
 
 
-@pytest.mark.parametrize("kind, shape", [("conv", (60,)), ("conv", (3, 4, 5, 1)), ("lstm", (2, 3, 10))])
+@pytest.mark.parametrize(
+    "kind, shape",
+    [("conv", (60,)), ("conv", (3, 4, 5, 1)), ("lstm", (2, 3, 10)), ("transformer", (2, 3, 10))],
+)
 def test_tensor_kinds_refuse_other_shapes(kind, shape):
     with pytest.raises(ConfigError, match=f"{kind} needs exactly one"):
         BUILDERS[kind](60, latent_dim=2, shape=shape)

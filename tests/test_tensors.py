@@ -185,8 +185,10 @@ def test_conv_trains_and_scores_images(storage, tmp_path):
 
 
 @pytest.mark.pipeline
-@pytest.mark.parametrize("storage", ["fixed_size_list", "tfrecord"])
-def test_lstm_trains_and_scores_sequences(storage, tmp_path):
+@pytest.mark.parametrize(
+    "kind, storage", [("lstm", "fixed_size_list"), ("lstm", "tfrecord"), ("transformer", "fixed_size_list")]
+)
+def test_sequence_kinds_train_and_score_sequences(kind, storage, tmp_path):
     rng = np.random.default_rng(0)
     t = 16
     phase, freq = rng.uniform(0, 6.28, 300), rng.uniform(0.3, 0.6, 300)
@@ -207,7 +209,7 @@ def test_lstm_trains_and_scores_sequences(storage, tmp_path):
             f"--input={path}",
             f"--model_dir={model_dir}",
             "--key_columns=id",
-            "--model=lstm",
+            f"--model={kind}",
             "--latent_dim=3",
             "--hidden_units=16",
             "--epochs=3",
