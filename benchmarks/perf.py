@@ -421,8 +421,11 @@ def child_keras_fit(args) -> None:
     for path in sorted(glob.glob(args.input)):
         table = pq.read_table(path, columns=names)
         x = np.column_stack([table.column(n).to_numpy() for n in names]).astype(np.float64)
+        # The file's name as autoenc train's position split sees it: its path
+        # below the glob's directory (autoenc_beam.train.position_names).
+        name = os.path.relpath(path, os.path.dirname(args.input))
         to_val = validation_mask(
-            path, np.arange(len(x)), seed=config.seed, fraction=config.validation_fraction
+            name, np.arange(len(x)), seed=config.seed, fraction=config.validation_fraction
         )
         train.append(x[~to_val])
         val.append(x[to_val])

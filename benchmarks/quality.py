@@ -141,7 +141,8 @@ def main(argv=None):
         x = np.column_stack([table[c].to_numpy() for c in FEATURES])
         for seed in range(args.first_seed, args.first_seed + args.seeds):
             # The split autoenc train uses for this seed; (a) and (c) use it too.
-            val = validation_mask(data_path, np.arange(len(x)), seed=seed, fraction=0.2)
+            # The file's name below its directory, as autoenc train's split hashes it.
+            val = validation_mask("article.parquet", np.arange(len(x)), seed=seed, fraction=0.2)
             for m in methods:
                 started = time.time()
                 if m == "a":

@@ -58,7 +58,7 @@ from .options import (
     runner_name,
 )
 from .score import resolve_threshold
-from .train import split_mask, split_rows
+from .train import position_names, split_mask, split_rows
 
 _log = logging.getLogger(__name__)
 STAGING = ".staging"
@@ -75,14 +75,18 @@ def _labeled_chunk(valid):
     return valid.key, np.column_stack([valid.features, valid.labels.astype(np.float64)])
 
 
-def _training_sample(valid, *, seed: int, fraction: float, sample: float, by: str, keys):
+def _training_sample(valid, *, seed: int, fraction: float, sample: float, by: str, keys, names):
     """The model's training rows among ``valid`` (``split_rows``, as training
     split them), sampled deterministically (the same way, another seed) when
     ``sample`` < 1; as (chunk key, rows)."""
-    _, features, to_validation, others = split_rows(valid, seed=seed, fraction=fraction, by=by, keys=keys)
+    _, features, to_validation, others = split_rows(
+        valid, seed=seed, fraction=fraction, by=by, keys=keys, names=names
+    )
     keep = ~to_validation
     if sample < 1:
-        keep &= split_mask(valid, others, seed=seed + SAMPLE_SEED, fraction=sample, by=by, keys=keys)
+        keep &= split_mask(
+            valid, others, seed=seed + SAMPLE_SEED, fraction=sample, by=by, keys=keys, names=names
+        )
     if keep.any():
         yield valid.key, features[keep]
 
@@ -268,6 +272,7 @@ def build_pipeline(p: beam.Pipeline, job: EvaluateJob, out: outputs.OutputRun, *
         sample=job.baseline_fraction,
         by=job.split_by,
         keys=split_keys,
+        names=position_names(job.train_plan.pattern, [f.path for f in job.train_plan.files]),
     )
     baseline_count = baseline | "WriteBaseline" >> transforms.StageRows(staging, "baseline")
     (

@@ -346,7 +346,7 @@ TRAIN_FLAGS = (
         choices=SPLITS,
         default="position",
         help="How rows are split into training and validation (with --seed and "
-        "--validation_fraction): 'position' by file path and row number; 'key' by "
+        "--validation_fraction): 'position' by the file's path below the input glob's directory and the row number; 'key' by "
         "the values of --key_columns, so the same rows give the same split "
         "wherever the files lie and however the data is cut into files, and "
         "duplicate keys stay on one side.",

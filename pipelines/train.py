@@ -66,20 +66,47 @@ REPORT_FILE = "report.html"
 FAILED_FILE = "FAILED"
 
 
-def split_mask(valid, selected, *, seed: int, fraction: float, by: str = "position", keys=()):
+def position_names(pattern: str, paths) -> dict[str, str]:
+    """Each input file's name for the position split: its path below the
+    input glob's fixed directory (the glob up to its last ``/`` before the
+    first wildcard), or, for paths that do not start with it, below the
+    files' common directory. So the same files split the same way wherever
+    they are stored (a local copy, a bucket, another machine's path).
+
+    Example:
+        >>> position_names("gs://b/data/*/*.parquet", ["gs://b/data/d=1/a.parquet"])
+        {'gs://b/data/d=1/a.parquet': 'd=1/a.parquet'}
+        >>> position_names("/tmp/x/a.parquet", ["/tmp/x/a.parquet"])
+        {'/tmp/x/a.parquet': 'a.parquet'}
+    """
+    paths = list(paths)
+    fixed = pattern[: min([pattern.find(c) for c in "*?[" if c in pattern] or [len(pattern)])]
+    base = fixed[: fixed.rfind("/") + 1]
+    if base and all(path.startswith(base) for path in paths):
+        return {path: path[len(base) :] for path in paths}
+    parts = [path.split("/") for path in paths]
+    common = 0
+    while all(len(p) > common + 1 and p[common] == parts[0][common] for p in parts):
+        common += 1
+    return {path: "/".join(p[common:]) for path, p in zip(paths, parts, strict=True)}
+
+
+def split_mask(valid, selected, *, seed: int, fraction: float, by: str = "position", keys=(), names=None):
     """True for the rows of ``valid`` (those ``selected``, a bool mask) that
-    ``validation_mask`` (``by="position"``: file and row number) or ``key_mask``
-    (``by="key"``: the values of the ``keys`` columns) sends to validation."""
+    ``validation_mask`` (``by="position"``: the file's name in ``names``, from
+    ``position_names``, and the row number) or ``key_mask`` (``by="key"``: the
+    values of the ``keys`` columns) sends to validation."""
     if by == "key":
         return key_mask(
             [valid.columns.column(name).filter(pa.array(selected)) for name in keys],
             seed=seed,
             fraction=fraction,
         )
-    return validation_mask(valid.source, valid.rows[selected], seed=seed, fraction=fraction)
+    source = names.get(valid.source, valid.source) if names else valid.source
+    return validation_mask(source, valid.rows[selected], seed=seed, fraction=fraction)
 
 
-def split_rows(valid, *, seed: int, fraction: float, by: str = "position", keys=()):
+def split_rows(valid, *, seed: int, fraction: float, by: str = "position", keys=(), names=None):
     """The training split of ``ValidRows``: (rows labeled anomalous, the other
     rows, bool per other row: True for validation, the others' selection mask
     over ``valid``). Rows labeled anomalous never train; the others are split
@@ -87,13 +114,15 @@ def split_rows(valid, *, seed: int, fraction: float, by: str = "position", keys=
     features = valid.features
     others = np.ones(len(features), bool) if valid.labels is None else ~valid.labels
     anomalous = features[~others]
-    to_validation = split_mask(valid, others, seed=seed, fraction=fraction, by=by, keys=keys)
+    to_validation = split_mask(valid, others, seed=seed, fraction=fraction, by=by, keys=keys, names=names)
     return anomalous, features[others], to_validation, others
 
 
-def _split(valid, *, seed: int, fraction: float, by: str, keys):
+def _split(valid, *, seed: int, fraction: float, by: str, keys, names):
     """ValidRows -> ('train' | 'validation' | 'anomalies', (chunk key, rows)) by ``split_rows``."""
-    anomalous, features, to_validation, _ = split_rows(valid, seed=seed, fraction=fraction, by=by, keys=keys)
+    anomalous, features, to_validation, _ = split_rows(
+        valid, seed=seed, fraction=fraction, by=by, keys=keys, names=names
+    )
     if len(anomalous):
         yield beam.pvalue.TaggedOutput("anomalies", (valid.key, anomalous))
     if to_validation.any():
@@ -376,7 +405,12 @@ def build_pipeline(p: beam.Pipeline, job: TrainJob, version_dir: str, *, batch_r
         artifacts.join(version_dir, "rejected"), rejected_schema(job.schema)
     )
     split = checked.valid | "Split" >> beam.FlatMap(
-        _split, seed=job.config.seed, fraction=job.config.validation_fraction, by=job.split_by, keys=keys
+        _split,
+        seed=job.config.seed,
+        fraction=job.config.validation_fraction,
+        by=job.split_by,
+        keys=keys,
+        names=position_names(job.plan.pattern, [f.path for f in job.plan.files]),
     ).with_outputs("validation", "anomalies", main="train")
     staging = artifacts.join(version_dir, STAGING)
     counts = [split[name] | f"Stage{name.title()}" >> transforms.StageRows(staging, name) for name in PARTS]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.metadata
 import json
 import os
+import shutil
 
 import numpy as np
 import pyarrow as pa
@@ -56,7 +57,8 @@ def test_training_statistics_equal_numpy_on_the_training_rows(tiny_model_dir, ar
     meta = load_artifact(tiny_model_dir).metadata
     table = pq.read_table(article_parquet)
     x = np.column_stack([table[c].to_numpy() for c in meta.spec.names])
-    val = validation_mask(article_parquet, np.arange(len(x)), seed=0, fraction=0.2)
+    # The position split hashes the file's path below the --input glob's directory.
+    val = validation_mask("article.parquet", np.arange(len(x)), seed=0, fraction=0.2)
     np.testing.assert_allclose(meta.normalization.mean, x[~val].mean(axis=0), rtol=1e-12)
     np.testing.assert_allclose(meta.normalization.scale, x[~val].std(axis=0), rtol=1e-9)
     assert meta.rows["validation"] == int(val.sum())
@@ -679,3 +681,24 @@ def test_split_by_key_follows_the_rows_not_the_files(tmp_path):
             ],
             save_main_session=False,
         )
+
+
+def test_the_same_files_at_another_path_train_the_same_model(article_parquet, tmp_path):
+    """The position split hashes each file's path below the glob's directory,
+    not the whole path: a copy of the data elsewhere (another machine, a
+    bucket) gives the same split and so, with the same seed, the same model."""
+    models = []
+    for where in (tmp_path / "here", tmp_path / "somewhere" / "else"):
+        (where / "day=1").mkdir(parents=True)
+        shutil.copy(article_parquet, where / "day=1" / "part-0.parquet")
+        model_dir = tmp_path / f"model-{len(models)}"
+        train.run(
+            [f"--input={where}/*/*.parquet", f"--model_dir={model_dir}"] + TINY_TRAIN_ARGS,
+            save_main_session=False,
+        )
+        models.append(load_artifact(str(model_dir)))
+    first, second = models
+    assert first.metadata.rows == second.metadata.rows
+    np.testing.assert_array_equal(first.metadata.normalization.mean, second.metadata.normalization.mean)
+    for a, b in zip(first.model.get_weights(), second.model.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
