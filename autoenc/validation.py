@@ -191,7 +191,13 @@ def validate_batch(
         A ``ValidatedBatch``.
     """
     n = batch.num_rows
-    features = np.empty((n, spec.width), dtype=np.float64)
+    # Scalar features only: each column is copied into a row of a
+    # [width, n] array (contiguous writes), which is transposed once at the
+    # end; writing columns straight into [n, width] strides through memory
+    # and took over twice as long on wide rows.
+    by_column = not spec.tensor_features
+    columns = np.empty((spec.width, n), dtype=np.float64) if by_column else None
+    features = None if by_column else np.empty((n, spec.width), dtype=np.float64)
     bad = np.zeros(n, dtype=bool)
     # (row mask, message) in column order, so a row's reason lists its columns
     # in the order the user sees them.
@@ -211,7 +217,10 @@ def validate_batch(
         if not pa.types.is_floating(column.type):
             column = cast(column, pa.float64())
         values = column.to_numpy(zero_copy_only=False)
-        features[:, offset] = values
+        if by_column:
+            columns[offset] = values
+        else:
+            features[:, offset] = values
         offset += 1
         finite = np.isfinite(values)
         if finite.all():
@@ -224,6 +233,9 @@ def validate_batch(
             if mask.any():
                 problems.append((mask, f"column '{name}' {what}"))
         bad |= ~finite
+    if by_column:
+        features = np.ascontiguousarray(columns.T)
+        del columns
     for name in spec.key_columns:
         for mask, message in key_problems(batch.column(name), name):
             problems.append((mask, message))

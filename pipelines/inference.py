@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import threading
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -124,7 +125,9 @@ def scoring_setup(
     error_map: bool = False,
 ) -> ScoringSetup:
     """Loads the model version once, at pipeline construction, and resolves
-    the threshold (``resolve_threshold``).
+    the threshold (``resolve_threshold``). A worker of an in-process runner
+    (the DirectRunner's threads) scores with this loaded model instead of
+    reading it again.
 
     Raises:
         ArtifactError: no such model or version, or a damaged one.
@@ -137,6 +140,9 @@ def scoring_setup(
     artifact = artifacts.load_artifact(model_dir, version=model_version)
     value, method = resolve_threshold(artifact.metadata, threshold=threshold, contamination=contamination)
     spec = artifact.metadata.spec
+    with _launched_lock:
+        _launched.clear()
+        _launched[(model_dir, artifact.version)] = artifact
     return ScoringSetup(
         model_dir=model_dir,
         version=artifact.version,
@@ -315,6 +321,20 @@ def as_chunk(element, spec: FeatureSpec, *, source: str = "") -> tuple[Chunk, st
 # -- scoring a batch -------------------------------------------------------------
 
 
+# The artifact ``scoring_setup`` loaded, for a worker in the same process (the
+# in-process runner's): the model is then read and built once a run. One entry,
+# taken by the first worker that scores with it.
+_launched: dict = {}
+_launched_lock = threading.Lock()
+
+
+def _launched_artifact(model_dir: str, version: str):
+    """The artifact of ``model_dir``/``version`` loaded at launch in this
+    process (and forgotten here), or ``None``."""
+    with _launched_lock:
+        return _launched.pop((model_dir, version), None)
+
+
 class _Loaded:
     """Holder for the shared scorer (``Shared`` needs a weak-referenceable object)."""
 
@@ -328,7 +348,9 @@ def load_scorer(setup: ScoringSetup, shared_handle: shared.Shared | None = None)
     process when a ``Shared`` handle is given."""
 
     def load():
-        artifact = artifacts.load_artifact(setup.model_dir, version=setup.version)
+        artifact = _launched_artifact(setup.model_dir, setup.version) or artifacts.load_artifact(
+            setup.model_dir, version=setup.version
+        )
         scorer = artifact.scorer(setup.threshold, top_k=setup.top_k, error_map=setup.error_map)
         return _Loaded(scorer, [f.name for f in artifact.metadata.spec.features])
 

@@ -26,6 +26,7 @@ globs) are escaped with ``literal``, so an output path with ``[``, ``?`` or
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import dataclasses
 import logging
 import math
@@ -607,8 +608,13 @@ def read_split(
 
 def _read_parquet(split: Split, schema: pa.Schema, spec, size: int):
     first = split.first_row
-    with open_file(split.path) as f:
-        parquet = pq.ParquetFile(f, buffer_size=PARQUET_BUFFER_BYTES, pre_buffer=False)
+    with contextlib.ExitStack() as stack:
+        # A local file by its path: pyarrow's own reader, which reads without
+        # holding the GIL (a Python file object is read through Python).
+        source = split.path if is_local(split.path) else stack.enter_context(open_file(split.path))
+        parquet = stack.enter_context(
+            pq.ParquetFile(source, buffer_size=PARQUET_BUFFER_BYTES, pre_buffer=False)
+        )
         columns = list(split.columns) if split.columns is not None else None
         for batch in parquet.iter_batches(batch_size=size, row_groups=[split.row_group], columns=columns):
             conformed = conform_batch(batch, schema, spec, source=split.path)

@@ -349,9 +349,12 @@ def report(summary: dict, output: str) -> None:
 
 
 def main(argv=None):
-    from .cli import run_command
+    from .cli import command_process, run_command
 
-    return run_command(run, sys.argv[1:] if argv is None else argv, "score")
+    if argv is None:  # the program itself (python -m autoenc_beam.score)
+        with command_process():
+            return run_command(run, sys.argv[1:], "score")
+    return run_command(run, argv, "score")
 
 
 if __name__ == "__main__":
