@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import logging
 import sys
 import time
 
@@ -61,7 +60,6 @@ from .options import (
     runner_name,
 )
 
-_log = logging.getLogger(__name__)
 RUN_INFO = ".score-run.json"
 
 
