@@ -25,20 +25,39 @@ Example:
     ...     result.scores | beam.Map(print)
 """
 
+import sys
 from typing import TYPE_CHECKING
+
+# ``python -m autoenc_beam.<command>``: set up the command's logging before its
+# module imports Beam, as the ``autoenc`` program does, so that Beam's import
+# warning about the absent google-apitools package (which autoenc does not
+# use) is not shown. While Python locates the module of ``-m``, ``sys.argv[0]``
+# is "-m" (documented); this package is then being imported for it. Importing
+# ``autoenc_beam`` from anyone's code leaves their logging alone.
+if sys.argv[:1] == ["-m"] and any(
+    a == __name__ or a.startswith(f"{__name__}.") for a in getattr(sys, "orig_argv", ())
+):
+    from .cli import setup_logging
+
+    setup_logging()
 
 __all__ = ["AutoencoderModelHandler", "Score", "offline_detector"]
 
 if TYPE_CHECKING:  # what type checkers and editors see; at run time, __getattr__
-    from .inference import AutoencoderModelHandler, Score, offline_detector
+    from .handler import AutoencoderModelHandler, offline_detector
+    from .inference import Score
 
 
 def __getattr__(name: str):
     # Imported when first asked for: ``autoenc --help`` need not load Beam's ML modules.
-    if name in __all__:
-        from . import inference
+    if name == "Score":
+        from .inference import Score
 
-        return getattr(inference, name)
+        return Score
+    if name in __all__:
+        from . import handler
+
+        return getattr(handler, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

@@ -211,16 +211,17 @@ def test_dataflow_job_lines_stay_and_other_beam_info_does_not(caplog):
 
 
 @pytest.mark.pipeline
-def test_a_real_score_run_is_quiet_and_fail_on_drift_exits_4(tiny_model_dir, tmp_path):
-    """``autoenc score`` in a fresh process: no TensorFlow C++ start-up lines,
-    no CUDA probe error, no Beam apitools warning; the runner named; the
-    drift warning once; --fail_on_drift exits 4 after writing everything."""
+@pytest.mark.parametrize("program", [["autoenc_beam.cli", "score"], ["autoenc_beam.score"]])
+def test_a_real_score_run_is_quiet_and_fail_on_drift_exits_4(program, tiny_model_dir, tmp_path):
+    """``autoenc score`` (and ``python -m autoenc_beam.score``) in a fresh
+    process: no TensorFlow C++ start-up lines, no CUDA probe error, no Beam
+    apitools warning; the runner named; the drift warning once;
+    --fail_on_drift exits 4 after writing everything."""
     table = article_table(300, seed=3)
     drifted = table.set_column(table.schema.get_field_index("x1"), "x1", pc.multiply(table["x1"], 3.0))
     pq.write_table(drifted, tmp_path / "drifted.parquet")
     out = tmp_path / "out"
     argv = [
-        "score",
         f"--input={tmp_path / 'drifted.parquet'}",
         f"--model_dir={tiny_model_dir}",
         f"--output={out}",
@@ -228,7 +229,7 @@ def test_a_real_score_run_is_quiet_and_fail_on_drift_exits_4(tiny_model_dir, tmp
     ]
     env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
     done = subprocess.run(
-        [sys.executable, "-m", "autoenc_beam.cli", *argv], cwd=ROOT, env=env, capture_output=True, text=True
+        [sys.executable, "-m", *program, *argv], cwd=ROOT, env=env, capture_output=True, text=True
     )
     summary = json.loads((out / "summary.json").read_text())
     assert summary["drift"]["warning"], summary["drift"]
