@@ -342,11 +342,10 @@ def child_beam_api(args) -> None:
     handler``) or -> Score (``--api transform``) -> WriteToParquetBatched, the
     same columns as ``autoenc score``'s defaults."""
     import apache_beam as beam
-    from apache_beam.ml.inference.base import RunInference
 
     from autoenc import artifact as artifacts
     from autoenc.scoring import score_fields
-    from autoenc_beam import AutoencoderModelHandler, Score
+    from autoenc_beam import Score
 
     art = artifacts.load_artifact(args.model_dir)
     spec = art.metadata.spec
@@ -362,6 +361,12 @@ def child_beam_api(args) -> None:
     with beam.Pipeline(argv=["--runner=DirectRunner"]) as p:
         batches = p | beam.io.ReadFromParquetBatched(args.input, columns=keep + list(spec.names))
         if args.api == "handler":
+            # Only here: Beam's RunInference module imports PyTorch where it
+            # is installed, which (e) and autoenc score do without.
+            from apache_beam.ml.inference.base import RunInference
+
+            from autoenc_beam import AutoencoderModelHandler
+
             handler = AutoencoderModelHandler(args.model_dir, explain_top_k=3)
             tables = batches | RunInference(handler) | "WithKeys" >> beam.Map(with_keys)
         else:

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING
 if sys.argv[:1] == ["-m"] and any(
     a == __name__ or a.startswith(f"{__name__}.") for a in getattr(sys, "orig_argv", ())
 ):
-    from .cli import setup_logging
+    from .logs import setup_logging
 
     setup_logging()
 

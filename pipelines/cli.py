@@ -49,6 +49,8 @@ from importlib import metadata
 
 from autoenc.errors import AutoencError, ConfigError
 
+from .logs import DATAFLOW_CLIENT, OPERATOR_LOGGERS, setup_logging  # noqa: F401 (names of this module too)
+
 EXIT_OK = 0
 EXIT_INTERNAL = 1
 EXIT_USAGE = 2
@@ -76,16 +78,6 @@ OWN_DESCRIPTIONS = {
     "shown for them are autoenc train's.",
 }
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
-# Loggers whose INFO lines an operator needs: the library's progress (the
-# pipelines print theirs), and the Dataflow runner's job id, monitoring URL and
-# job state (Airflow's Dataflow hook finds the job by the "Created job with id:
-# [...]" line).
-DATAFLOW_CLIENT = "apache_beam.runners.dataflow.internal.apiclient"
-OPERATOR_LOGGERS = (
-    "autoenc",
-    DATAFLOW_CLIENT,
-    "apache_beam.runners.dataflow.dataflow_runner",
-)
 EPILOG = (
     f"exit status: {EXIT_OK} success, {EXIT_INTERNAL} internal error, {EXIT_USAGE} usage error, "
     f"{EXIT_DATA} bad input, model or output, {EXIT_DRIFT} drift with --fail_on_drift (score)."
@@ -296,38 +288,6 @@ def _without_general(argv: list[str]) -> list[str]:
         elif not (arg.startswith("--log_level=") or re.fullmatch(r"-v+|--verbose|-q|--quiet", arg)):
             kept.append(arg)
     return kept
-
-
-class _Noise(logging.Filter):
-    """Drops library log lines that say nothing an operator can act on."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        # Logged by Beam's BigQuery client module on import when the optional
-        # google-apitools package is absent, which autoenc does not use.
-        if isinstance(record.msg, str) and record.msg.startswith("apitools not found"):
-            return False
-        # The Dataflow job's whole definition; the job id and URL lines stay.
-        return record.msg != "Create job: %s"
-
-
-def setup_logging(level: int | None = None) -> None:
-    """Logs to stderr at ``level``; by default WARNING, with autoenc's progress
-    and Dataflow's job id, monitoring URL and state at INFO. Call it again to
-    change the level."""
-    root = logging.getLogger()
-    if not root.handlers:
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
-        root.addHandler(handler)
-    for logger in (root, logging.getLogger(DATAFLOW_CLIENT)):
-        if not any(isinstance(f, _Noise) for f in logger.filters):
-            logger.addFilter(_Noise())
-    effective = logging.WARNING if level is None else level
-    root.setLevel(effective)
-    for name in OPERATOR_LOGGERS:
-        logging.getLogger(name).setLevel(
-            min(effective, logging.INFO) if effective <= logging.WARNING else effective
-        )
 
 
 # TensorFlow's C++ start-up lines on a machine without a GPU: written to the

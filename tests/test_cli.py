@@ -110,7 +110,7 @@ def test_help_is_grouped_by_topic_with_every_default_or_required_mark():
         ],
         "score": ["input", "model", "threshold", "output", "drift", "runner"],
         "evaluate": ["input", "model", "threshold", "labels", "output", "evaluation", "runner"],
-        "demo": ["demo", "model", "training", "reproducibility", "runner"],
+        "demo": ["demo", "features", "model", "training", "reproducibility", "runner"],
         "sample": ["sample"],
         "export": ["export"],
     }
@@ -235,7 +235,7 @@ def test_a_real_score_run_is_quiet_and_fail_on_drift_exits_4(program, tiny_model
     assert summary["drift"]["warning"], summary["drift"]
     assert done.returncode == cli.EXIT_DRIFT, done.stderr[-3000:]
     err = done.stderr
-    for noise in ("cuInit", "CUDA", "apitools", "absl::InitializeLog", "oneDNN", "Traceback"):
+    for noise in ("cuInit", "CUDA", "apitools", "absl::InitializeLog", "oneDNN", "Traceback", "Warning"):
         assert noise not in err, err
     assert not re.search(r"^[IWEF]\d{4} ", err, re.M), err
     assert err.count("the data may have drifted") == 1, err
