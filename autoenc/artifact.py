@@ -149,7 +149,10 @@ class ArtifactMetadata:
         keys = check.get(d, "key_columns", list)
         if not all(isinstance(k, str) for k in keys):
             check.fail("key_columns", "a list of column names", keys)
-        spec = FeatureSpec.from_dict(d)
+        try:
+            spec = FeatureSpec.from_dict(d)
+        except ValueError as e:
+            raise ArtifactError(f"{path}: {e}. The artifact is damaged; retrain.") from e
         norm = check.get(d, "normalization", dict)
         arrays = {}
         for name in ("mean", "scale"):
@@ -159,9 +162,11 @@ class ArtifactMetadata:
                 if all(isinstance(v, (int, float)) for v in value)
                 else None
             )
-            if array is None or array.shape != (spec.width,) or not np.isfinite(array).all():
+            if array is None or array.shape != (spec.model_width,) or not np.isfinite(array).all():
                 check.fail(
-                    f"normalization.{name}", f"{spec.width} finite numbers (one per feature value)", value
+                    f"normalization.{name}",
+                    f"{spec.model_width} finite numbers (one per model input value)",
+                    value,
                 )
             arrays[name] = array
         if (arrays["scale"] <= 0).any():
@@ -262,7 +267,7 @@ class ModelArtifact:
             self.metadata.normalization,
             self.metadata.threshold if threshold is None else threshold,
             self.metadata.validation_error_quantiles,
-            feature_sizes=[f.size for f in self.metadata.spec.features],
+            feature_sizes=list(self.metadata.spec.model_sizes),
             top_k=top_k,
             error_map=error_map,
             latent_distribution=self.metadata.latent_distribution,
@@ -520,16 +525,23 @@ def _model_kind(check, model: dict) -> str:
     return kind
 
 
+def _inputs_text(spec: FeatureSpec) -> str:
+    text = f"{spec.width} feature value{'s' if spec.width != 1 else ''}"
+    if spec.n_indicators:
+        text += f" and {spec.n_indicators} missing indicator{'s' if spec.n_indicators != 1 else ''}"
+    return text
+
+
 def _check_model(model, metadata: ArtifactMetadata, model_path: str) -> None:
     from autoenc.models import LATENT_LAYER
 
-    n = metadata.spec.width
+    n = metadata.spec.model_width
     in_shape = tuple(model.inputs[0].shape)
     out_shape = tuple(model.outputs[0].shape)
     if in_shape[1:] != (n,) or out_shape[1:] != (n,):
         raise ArtifactError(
             f"{model_path} maps shape {in_shape[1:]} to {out_shape[1:]}, but metadata.json "
-            f"lists {n} features; the two files are from different models. Retrain."
+            f"lists {_inputs_text(metadata.spec)}; the two files are from different models. Retrain."
         )
     try:
         latent = model.get_layer(LATENT_LAYER)

@@ -28,6 +28,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import tempfile
 import warnings
@@ -64,6 +65,11 @@ class Autoencoder(TransformerMixin, BaseEstimator):
         extreme_value_spreads: training rows with a value farther than this
             many interquartile ranges from its feature's median are left out
             (``rejected_rows_``).
+        missing: ``"reject"``: a row with a missing value (NaN, or null)
+            raises ``ValueError``; ``"impute"``: it takes the feature's median
+            over the first 10,000 rows, and the model gets a missing indicator
+            for each feature with missing values there (``autoenc train
+            --missing impute``).
         verbose: the training progress shown: 0 none, 1 one line rewritten
             in place (a terminal, a notebook), 2 a line every few epochs
             through the ``autoenc.progress`` logger (for logs), ``"auto"`` 1
@@ -104,6 +110,7 @@ class Autoencoder(TransformerMixin, BaseEstimator):
         seed: int = 0,
         shape: tuple[int, ...] | None = None,
         extreme_value_spreads: float = 1e6,
+        missing: str = "reject",
         read_batch_rows: int = 65536,
         verbose: int | str = 0,
     ):
@@ -128,6 +135,7 @@ class Autoencoder(TransformerMixin, BaseEstimator):
         self.seed = seed
         self.shape = shape
         self.extreme_value_spreads = extreme_value_spreads
+        self.missing = missing
         self.read_batch_rows = read_batch_rows
         self.verbose = verbose
 
@@ -155,7 +163,7 @@ class Autoencoder(TransformerMixin, BaseEstimator):
         Raises:
             ValueError: a bad row, or a parameter out of range.
         """
-        from autoenc.preprocessing import ExtremeBounds
+        from autoenc.preprocessing import ExtremeBounds, Imputation
         from autoenc.trainer import PARTS, ThresholdOptions, train_staged
         from autoenc.training import TENSOR_KINDS, build_model, read_staged_header, staged_file
         from autoenc.validation import key_mask, validation_mask
@@ -163,7 +171,7 @@ class Autoencoder(TransformerMixin, BaseEstimator):
         config = self._config()
         table, row_shape = self._table(X, fitting=True)
         spec = self._spec(table, row_shape)
-        features = self._features(table, spec)
+        features = self._features(table, spec, missing=config.missing)
         n = len(features)
         if n < 2:
             raise ValueError(
@@ -175,7 +183,13 @@ class Autoencoder(TransformerMixin, BaseEstimator):
             raise ConfigError(
                 f"model={config.model!r} needs one image or sequence feature (an array of rank > 2)."
             )
-        build_model(config, spec.width, shape)
+        if config.missing == "impute":
+            if spec.tensor_features:
+                raise ValueError("missing='impute' takes scalar features only, not images or sequences.")
+            spec = dataclasses.replace(
+                spec, imputation=Imputation.from_sample(features[:SAMPLE_ROWS], spec.names)
+            )
+        build_model(config, spec.model_width, shape)
         bounds = ExtremeBounds.from_sample(
             features[:SAMPLE_ROWS],
             spec.names,
@@ -193,6 +207,10 @@ class Autoencoder(TransformerMixin, BaseEstimator):
                 f"(rejected_rows_): {self.rejected_rows_[0][1]}",
                 stacklevel=2,
             )
+        imputed = None
+        if spec.imputation is not None:
+            features, imputed = spec.imputation.apply(features)
+            imputed = imputed[~extreme]
         if keys is not None:
             keys = pa.array(list(keys))
             if len(keys) != n:
@@ -219,6 +237,8 @@ class Autoencoder(TransformerMixin, BaseEstimator):
             headers = {part: [_header(p, read_staged_header) for p in files[part]] for part in PARTS}
             counts = {part: sum(h.rows for h in headers[part]) for part in PARTS}
             counts.update(read=n, rejected=int(extreme.sum()))
+            if imputed is not None:
+                counts.update(imputed_rows=int(np.count_nonzero(imputed)), imputed_values=int(imputed.sum()))
             model, metadata = train_staged(
                 config,
                 spec,
@@ -261,7 +281,7 @@ class Autoencoder(TransformerMixin, BaseEstimator):
             metadata.normalization,
             metadata.threshold,
             metadata.validation_error_quantiles,
-            feature_sizes=[f.size for f in metadata.spec.features],
+            feature_sizes=list(metadata.spec.model_sizes),
             latent_distribution=metadata.latent_distribution,
         )
         self.n_features_in_ = metadata.spec.n_features
@@ -322,8 +342,9 @@ class Autoencoder(TransformerMixin, BaseEstimator):
         shapes = tuple(f"{name}={','.join(map(str, shape))}" for name in lists) if shape else ()
         return infer_spec(table.schema, shapes=shapes, first_rows=table.slice(0, 100), source="X")
 
-    def _features(self, table: pa.Table, spec) -> np.ndarray:
-        """The rows' features, float64 [n, width]; a bad row raises ``ValueError``."""
+    def _features(self, table: pa.Table, spec, missing: str | None = None) -> np.ndarray:
+        """The rows' features, float64 [n, width] (the model's input, with
+        the spec's imputation); a bad row raises ``ValueError``."""
         from autoenc.schema import check_compatible
         from autoenc.validation import conform_batch, validate_batch
 
@@ -335,7 +356,7 @@ class Autoencoder(TransformerMixin, BaseEstimator):
             raise ValueError(str(e)) from e
         batch = table.select(list(spec.names)).combine_chunks().to_batches()[0]
         conformed = conform_batch(batch, batch.schema, spec, source="X")
-        checked = validate_batch(conformed.batch, spec, prior_reasons=conformed.reasons)
+        checked = validate_batch(conformed.batch, spec, prior_reasons=conformed.reasons, missing=missing)
         if checked.reasons:
             rows = np.flatnonzero(~checked.valid)
             shown = "; ".join(
@@ -343,7 +364,8 @@ class Autoencoder(TransformerMixin, BaseEstimator):
             )
             raise ValueError(
                 f"X has {len(rows)} row(s) autoenc cannot use (NaN, infinite or missing values): {shown}"
-                f"{'; ...' if len(rows) > 3 else ''}. Remove or impute them."
+                f"{'; ...' if len(rows) > 3 else ''}. Remove or impute them"
+                + (", or fit with missing='impute'." if spec.imputation is None else ".")
             )
         return checked.features
 
@@ -422,7 +444,7 @@ class Autoencoder(TransformerMixin, BaseEstimator):
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.non_deterministic = False
-        tags.input_tags.allow_nan = False
+        tags.input_tags.allow_nan = self.missing == "impute"
         # The Keras model computes in float32: so are the latent vectors.
         tags.transformer_tags.preserves_dtype = ["float32"]
         return tags

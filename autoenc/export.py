@@ -35,7 +35,10 @@ anomalous); ``anomaly_score`` float64 ``[None]`` in [0, 1]; ``is_anomaly`` bool
 validation rows' latents) when the model has a latent distribution. A row
 beyond float32's range after normalization (1e300, inf, NaN), or whose
 computation overflows, is scored as ``autoenc score`` scores an extreme row:
-error and distance +inf, anomaly score 1, anomaly True, latent NaN.
+error and distance +inf, anomaly score 1, anomaly True, latent NaN. A model
+trained with ``--missing impute`` takes NaN as a missing value instead (as
+``autoenc score`` takes a null or NaN): it takes the training median, and the
+output ``imputed_values`` int32 ``[None]`` counts them per row.
 
 Inputs are float64 because autoenc normalizes in float64: a raw value such as
 123456.7 in float32 would already be off by 0.004, a large share of a small
@@ -179,11 +182,28 @@ def serving_module(artifact):
     threshold = tf.constant(meta.threshold, tf.float64)
     interpolate = _quantile_interpolation(meta.validation_error_quantiles)
     distribution = meta.latent_distribution
+    imputation = meta.spec.imputation
+    if imputation is not None:
+        median = tf.constant(imputation.median, tf.float64)
+        indicators = tf.constant(list(imputation.indicators), tf.int32)
     if distribution is not None:
         latent_mean = tf.constant(distribution.mean, tf.float64)
         precision = tf.constant(distribution.precision, tf.float64)
 
     def score_rows(rows):
+        out = {}
+        if imputation is not None:
+            # As Imputation.apply: a NaN is missing; it takes the median, and
+            # the missing indicators follow the features.
+            missing = tf.math.is_nan(rows)
+            out["imputed_values"] = tf.reduce_sum(tf.cast(missing, tf.int32), axis=1)
+            rows = tf.concat(
+                [
+                    tf.where(missing, median[None, :], rows),
+                    tf.cast(tf.gather(missing, indicators, axis=1), tf.float64),
+                ],
+                axis=1,
+            )
         # Normalization as Normalizer.transform: float64, then rounded to float32
         # (a value beyond float32's range becomes +-inf: an extreme row).
         x = tf.cast((rows - mean) / scale, tf.float32)
@@ -197,7 +217,6 @@ def serving_module(artifact):
         extreme = (
             ~finite_input | ~tf.math.is_finite(error) | ~tf.reduce_all(tf.math.is_finite(latent), axis=1)
         )
-        out = {}
         if distribution is not None:
             d = tf.cast(latent, tf.float64) - latent_mean
             distance = tf.sqrt(tf.maximum(tf.reduce_sum(tf.matmul(d, precision) * d, axis=1), 0.0))
@@ -267,6 +286,8 @@ def _export_metadata(artifact, model_dir: str) -> dict:
     """The content of ``assets/autoenc_export.json``."""
     meta = artifact.metadata
     outputs = [n for n in OUTPUTS if n != "latent_distance" or meta.latent_distribution is not None]
+    if meta.spec.imputation is not None:
+        outputs.append("imputed_values")
     return {
         "autoenc_version": __version__,
         "exported_at": artifacts.utc_now(),
@@ -274,6 +295,7 @@ def _export_metadata(artifact, model_dir: str) -> dict:
         "model_version": artifact.version,
         "model_kind": meta.model_kind,
         "latent_dim": meta.latent_dim,
+        "missing": meta.spec.to_dict()["missing"],
         "threshold": {"value": meta.threshold, **meta.threshold_method},
         "signatures": {
             SIGNATURE: {

@@ -372,3 +372,126 @@ class ExtremeBounds:
                 )
             },
         }
+
+
+MISSING = ("reject", "impute")
+
+
+@dataclasses.dataclass(frozen=True)
+class Imputation:
+    """``--missing impute``: what a missing feature value becomes.
+
+    A missing value (null, or NaN) of a scalar feature takes the feature's
+    median over the training sample, and each feature that had missing values
+    there gets a missing-indicator input (1 where the value was missing, 0
+    where it was present) appended after the features, so that the model sees
+    *that* a value was missing, not only the median standing in for it: a
+    value missing where it rarely is raises the reconstruction error. An
+    infinite value is not missing: its row is rejected as in ``reject`` mode.
+
+    Attributes:
+        names: the feature names, in model order.
+        median: float64 [n_features], the value a missing one takes.
+        indicators: indices (model order) of the features with an indicator input.
+        sample_rows: rows the medians and the indicator features were chosen from.
+
+    Example:
+        >>> x = np.array([[1.0, 5.0], [np.nan, 6.0], [3.0, 7.0]])
+        >>> imputation = Imputation.from_sample(x, ["a", "b"])
+        >>> imputation.median.tolist(), imputation.indicators
+        ([2.0, 6.0], (0,))
+        >>> filled, counts = imputation.apply(np.array([[np.nan, np.nan], [1.0, 2.0]]))
+        >>> filled.tolist(), counts.tolist()
+        ([[2.0, 6.0, 1.0], [1.0, 2.0, 0.0]], [2, 0])
+    """
+
+    names: tuple[str, ...]
+    median: np.ndarray
+    indicators: tuple[int, ...]
+    sample_rows: int
+
+    @classmethod
+    def from_sample(cls, sample: np.ndarray, names: Sequence[str]) -> Imputation:
+        """From raw sampled rows [n, n_features], NaN where a value is missing.
+
+        Raises:
+            ValueError: a feature has no value in the sample (naming it).
+        """
+        sample = np.asarray(sample, dtype=np.float64)
+        missing = np.isnan(sample)
+        empty = [name for name, none in zip(names, missing.all(axis=0), strict=True) if none]
+        if empty or not len(sample):
+            raise ValueError(
+                f"feature(s) {', '.join(map(repr, empty or names))} have no value in the "
+                f"{len(sample)} sampled rows, so there is no median to impute"
+            )
+        median = np.array([np.median(column[~gap]) for column, gap in zip(sample.T, missing.T, strict=True)])
+        return cls(
+            names=tuple(names),
+            median=median,
+            indicators=tuple(int(j) for j in np.flatnonzero(missing.any(axis=0))),
+            sample_rows=int(len(sample)),
+        )
+
+    def __eq__(self, other) -> bool:
+        return (
+            isinstance(other, Imputation)
+            and (self.names, self.indicators, self.sample_rows)
+            == (other.names, other.indicators, other.sample_rows)
+            and np.array_equal(self.median, other.median)
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.names, self.indicators, self.sample_rows, self.median.tobytes()))
+
+    @property
+    def indicator_columns(self) -> tuple[str, ...]:
+        """The features that have a missing indicator."""
+        return tuple(self.names[j] for j in self.indicators)
+
+    @property
+    def indicator_names(self) -> tuple[str, ...]:
+        """The indicator inputs' names, as ``top_features`` names them."""
+        return tuple(f"{self.names[j]} (missing)" for j in self.indicators)
+
+    def apply(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Raw rows [n, n_features] with NaN where missing -> the model's raw
+        input [n, n_features + len(indicators)] and the count of imputed
+        values per row (int32 [n])."""
+        x = np.asarray(x, dtype=np.float64)
+        missing = np.isnan(x)
+        counts = missing.sum(axis=1).astype(np.int32)
+        out = np.empty((len(x), x.shape[1] + len(self.indicators)), dtype=np.float64)
+        out[:, : x.shape[1]] = np.where(missing, self.median, x) if counts.any() else x
+        out[:, x.shape[1] :] = missing[:, list(self.indicators)]
+        return out, counts
+
+    def to_dict(self) -> dict:
+        return {
+            "policy": "impute",
+            "sample_rows": self.sample_rows,
+            "median": {name: float(m) for name, m in zip(self.names, self.median, strict=True)},
+            "indicators": [self.names[j] for j in self.indicators],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict, names: Sequence[str]) -> Imputation:
+        """The inverse of ``to_dict`` for the features ``names``.
+
+        Raises:
+            ValueError: the dict does not match the features.
+        """
+        medians, indicators = data.get("median"), data.get("indicators")
+        if not isinstance(medians, dict) or set(medians) != set(names):
+            raise ValueError(f"missing.median must give one number for each feature ({', '.join(names)})")
+        if not isinstance(indicators, list) or not set(indicators) <= set(names):
+            raise ValueError("missing.indicators must be a list of feature names")
+        median = np.array([medians[n] for n in names], dtype=np.float64)
+        if not np.isfinite(median).all():
+            raise ValueError("missing.median must be finite numbers")
+        return cls(
+            names=tuple(names),
+            median=median,
+            indicators=tuple(sorted(names.index(n) for n in indicators)),
+            sample_rows=int(data.get("sample_rows", 0)),
+        )

@@ -23,6 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from autoenc.errors import InputError
+from autoenc.preprocessing import Imputation
 
 # Column names that autoenc adds to its outputs (every column
 # ``autoenc.scoring.score_fields`` can write, and the rejected rows' own): an
@@ -34,6 +35,7 @@ SCORE_COLUMNS = (
     "reconstruction_error",
     "anomaly_score",
     "is_anomaly",
+    "imputed_values",
     "top_features",
     "error_map",
 )
@@ -148,11 +150,14 @@ class FeatureSpec:
         excluded: (column, why) for numeric columns left out of the default
             features because they look like identifiers or timestamps
             (``not_a_measurement``); informational.
+        imputation: ``--missing impute``: the ``Imputation`` of missing values
+            (``None``: rows with a missing value are rejected).
     """
 
     features: tuple[Feature, ...]
     key_columns: tuple[str, ...] = ()
     excluded: tuple[tuple[str, str], ...] = ()
+    imputation: Imputation | None = None
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -171,6 +176,28 @@ class FeatureSpec:
         return sum(f.size for f in self.features)
 
     @property
+    def n_indicators(self) -> int:
+        """Missing-indicator inputs (``imputation``) after the feature values."""
+        return len(self.imputation.indicators) if self.imputation is not None else 0
+
+    @property
+    def model_width(self) -> int:
+        """Values in one row of the model's input: ``width``, then the
+        missing indicators."""
+        return self.width + self.n_indicators
+
+    @property
+    def model_names(self) -> tuple[str, ...]:
+        """Names of the model's inputs, by feature: the features', then the
+        missing indicators' (``"x1 (missing)"``)."""
+        return self.names + (self.imputation.indicator_names if self.imputation is not None else ())
+
+    @property
+    def model_sizes(self) -> tuple[int, ...]:
+        """Values per name of ``model_names``."""
+        return tuple(f.size for f in self.features) + (1,) * self.n_indicators
+
+    @property
     def tensor_features(self) -> tuple[Feature, ...]:
         return tuple(f for f in self.features if f.shape)
 
@@ -183,10 +210,18 @@ class FeatureSpec:
                 if self.excluded
                 else {}
             ),
+            "missing": self.imputation.to_dict() if self.imputation is not None else {"policy": "reject"},
         }
 
     @classmethod
     def from_dict(cls, data: dict) -> FeatureSpec:
+        """The inverse of ``to_dict``.
+
+        Raises:
+            ValueError: ``missing`` is not a policy autoenc knows, or does not
+                match the features.
+        """
+        names = tuple(f["name"] for f in data["features"])
         return cls(
             features=tuple(
                 Feature(name=f["name"], dtype=f["dtype"], shape=tuple(f.get("shape", ())))
@@ -196,7 +231,16 @@ class FeatureSpec:
             excluded=tuple(
                 (e["name"], e["reason"]) for e in data.get("excluded_columns", []) if isinstance(e, dict)
             ),
+            imputation=_imputation(data.get("missing"), names),
         )
+
+
+def _imputation(missing, names: tuple[str, ...]) -> Imputation | None:
+    if missing is None or missing == {"policy": "reject"}:
+        return None
+    if not isinstance(missing, dict) or missing.get("policy") != "impute":
+        raise ValueError(f"missing.policy must be 'reject' or 'impute'. Received: {missing!r}")
+    return Imputation.from_dict(missing, names)
 
 
 def check_reserved_names(schema: pa.Schema, *, copied: Sequence[str], source: str) -> None:

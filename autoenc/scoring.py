@@ -374,10 +374,13 @@ def top_features_column(index: np.ndarray, shares: np.ndarray, names) -> pa.List
     return pa.ListArray.from_arrays(pa.array(np.arange(0, (n + 1) * k, k, dtype=np.int32)), items)
 
 
-def score_fields(*, top_k: int = 0, error_map: bool = False, latent_distance: bool = True) -> list[pa.Field]:
+def score_fields(
+    *, top_k: int = 0, error_map: bool = False, latent_distance: bool = True, imputed: bool = False
+) -> list[pa.Field]:
     """The score columns' fields, in output order (``top_features`` only when
     ``top_k``, ``error_map`` only when asked for, ``latent_distance`` unless the
-    model has no latent distribution)."""
+    model has no latent distribution, ``imputed_values`` for a model that
+    imputes missing values)."""
     return (
         [pa.field("latent", pa.list_(pa.float32()))]
         + ([pa.field("latent_distance", pa.float64())] if latent_distance else [])
@@ -386,15 +389,17 @@ def score_fields(*, top_k: int = 0, error_map: bool = False, latent_distance: bo
             pa.field("anomaly_score", pa.float64()),
             pa.field("is_anomaly", pa.bool_()),
         ]
+        + ([pa.field("imputed_values", pa.int32())] if imputed else [])
         + ([pa.field("top_features", pa.list_(TOP_FEATURE))] if top_k else [])
         + ([pa.field("error_map", pa.list_(pa.float32()))] if error_map else [])
     )
 
 
-def score_columns(scores: Scores, feature_names) -> list[pa.Array]:
+def score_columns(scores: Scores, feature_names, imputed: np.ndarray | None = None) -> list[pa.Array]:
     """``scores`` as the columns of ``score_fields`` (from a scorer with
     validation quantiles; ``latent_distance``, ``top_features`` and ``error_map``
-    when it made them). The latent of an ``extreme`` row is null."""
+    when it made them; ``imputed_values`` when ``imputed`` is given). The
+    latent of an ``extreme`` row is null."""
     columns = [list_column(scores.latent, null=scores.extreme)]
     if scores.latent_distance is not None:
         columns.append(pa.array(scores.latent_distance))
@@ -403,6 +408,8 @@ def score_columns(scores: Scores, feature_names) -> list[pa.Array]:
         pa.array(scores.anomaly_score),
         pa.array(scores.is_anomaly),
     ]
+    if imputed is not None:
+        columns.append(pa.array(np.asarray(imputed, dtype=np.int32)))
     if scores.top_features is not None:
         columns.append(top_features_column(scores.top_features, scores.top_shares, feature_names))
     if scores.error_map is not None:

@@ -98,15 +98,13 @@ def train_staged(
     # order in the input, so they are the same however the work was split.
     stats = MomentStats.merge([h.stats for h in headers["train"]])
     try:
-        normalizer = Normalizer.from_stats(
-            stats, config.resolved_normalization, sizes=[f.size for f in spec.features]
-        )
+        normalizer = Normalizer.from_stats(stats, config.resolved_normalization, sizes=list(spec.model_sizes))
     except ValueError as e:
         raise InputError(f"Cannot normalize the training rows: {e}.") from e
     shape = spec.features[0].shape if config.model in TENSOR_KINDS else None
     result = fit(
         config,
-        n_features=spec.width,
+        n_features=spec.model_width,
         normalizer=normalizer,
         shape=shape,
         train_files=files["train"],
@@ -119,10 +117,10 @@ def train_staged(
 
     # One scorer for the three passes: its scoring function is traced once.
     scorer = Scorer(result.model, normalizer, threshold=np.inf)
-    errors, moments = _errors_and_moments(scorer, files["validation"], spec.width, seed=config.seed)
-    anomaly_errors, _ = _errors_and_moments(scorer, files["anomalies"], spec.width, seed=config.seed)
+    errors, moments = _errors_and_moments(scorer, files["validation"], spec.model_width, seed=config.seed)
+    anomaly_errors, _ = _errors_and_moments(scorer, files["anomalies"], spec.model_width, seed=config.seed)
     _, train_moments = _errors_and_moments(
-        scorer, files["train"], spec.width, max_rows=LATENT_TRAIN_ROWS, seed=config.seed
+        scorer, files["train"], spec.model_width, max_rows=LATENT_TRAIN_ROWS, seed=config.seed
     )
     if not (np.isfinite(errors).all() and np.isfinite(result.val_loss).any()):
         raise InputError(
@@ -137,7 +135,7 @@ def train_staged(
         spec=spec,
         model_kind=config.model,
         hyperparameters=config.to_dict(),
-        latent_dim=config.resolved_latent_dim(spec.width),
+        latent_dim=config.resolved_latent_dim(spec.model_width),
         normalization=normalizer,
         threshold=chosen,
         threshold_method=method,
@@ -158,6 +156,7 @@ def train_staged(
             "validation": counts["validation"],
             "rejected": counts["rejected"],
             **({"labeled_anomalous": counts["anomalies"]} if threshold.label_column else {}),
+            **{k: counts[k] for k in ("imputed_rows", "imputed_values") if k in counts},
         },
         input={**input_info, "determinism": {**input_info.get("determinism", {}), **fingerprint(headers)}},
         library_versions=library_versions(),
@@ -260,7 +259,7 @@ def write_training_report(path, metadata, version, model, staged, *, wall_s: flo
     from autoenc.scoring import Scorer
 
     spec = metadata.spec
-    sizes = [f.size for f in spec.features]
+    sizes = list(spec.model_sizes)
     scorer = Scorer(
         model,
         metadata.normalization,
@@ -270,7 +269,7 @@ def write_training_report(path, metadata, version, model, staged, *, wall_s: flo
         top_k=min(3, len(sizes)),
     )
     shape = report.image_shape(spec, metadata.model_kind)
-    chunks = [(name, read_staged(staged[name], spec.width)) for name in ("validation", "anomalies")]
+    chunks = [(name, read_staged(staged[name], spec.model_width)) for name in ("validation", "anomalies")]
     labeled = bool(metadata.input.get("label_column")) and bool(metadata.rows.get("labeled_anomalous"))
 
     def rows():
@@ -302,7 +301,7 @@ def write_training_report(path, metadata, version, model, staged, *, wall_s: flo
             facts=facts,
             sample=sample,
             threshold=metadata.threshold,
-            feature_names=[f.name for f in spec.features],
+            feature_names=list(spec.model_names),
             feature_sizes=sizes,
             shape=shape,
             history=metadata.history,

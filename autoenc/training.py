@@ -23,7 +23,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from autoenc.errors import ConfigError
-from autoenc.preprocessing import NORMALIZATIONS, Normalizer
+from autoenc.preprocessing import MISSING, NORMALIZATIONS, Normalizer
 
 _log = logging.getLogger(__name__)
 
@@ -107,6 +107,10 @@ class TrainingConfig:
             survivor is trained to the end. 1 trains a single start. ``None``:
             16 for a narrow latent, else 1 (a wider latent rarely folds, and the
             selection costs about 60 short epochs).
+        missing: ``"reject"``: a row with a missing feature value (null or
+            NaN) is rejected; ``"impute"``: the value takes the feature's
+            median and the model gets missing indicators
+            (``autoenc.preprocessing.Imputation``).
     """
 
     model: str = "dense"
@@ -128,6 +132,7 @@ class TrainingConfig:
     normalization: str = "auto"
     init: str = "auto"
     n_init: int | None = None
+    missing: str = "reject"
 
     @classmethod
     def from_attributes(cls, source, **overrides) -> TrainingConfig:
@@ -158,6 +163,7 @@ class TrainingConfig:
             (self.shuffle_buffer >= 1, "shuffle_buffer", ">= 1"),
             (self.n_init is None or self.n_init >= 1, "n_init", ">= 1"),
             (self.init in INITS, "init", f"one of {', '.join(INITS)}"),
+            (self.missing in MISSING, "missing", f"one of {', '.join(MISSING)}"),
             (self.model in MODEL_KINDS, "model", f"one of {', '.join(MODEL_KINDS)}"),
             (self.sparsity >= 0 and math.isfinite(self.sparsity), "sparsity", ">= 0"),
             (self.beta >= 0 and math.isfinite(self.beta), "beta", ">= 0"),

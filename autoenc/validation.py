@@ -57,12 +57,18 @@ class ValidatedBatch:
         reasons: why each invalid row was rejected, in row order.
         labels: bool [n_valid], True for a row labeled anomalous, when a label
             column was checked; else ``None``.
+        imputed: int32 [n_valid], missing values imputed per valid row
+            (``--missing impute``); else ``None``.
+        missing: feature name -> missing values imputed in it (only features
+            with any), with ``imputed``; else ``None``.
     """
 
     valid: np.ndarray
     features: np.ndarray
     reasons: list[str]
     labels: np.ndarray | None = None
+    imputed: np.ndarray | None = None
+    missing: dict[str, int] | None = None
 
 
 def conform_batch(
@@ -170,10 +176,16 @@ def validate_batch(
     prior_reasons: Sequence[str | None] | None = None,
     label_column: str | None = None,
     bounds=None,
+    missing: str | None = None,
 ) -> ValidatedBatch:
     """Checks every feature value of a batch: present, not null, finite; and
     every key value: present (a row without its key could never be joined back
     to the scores).
+
+    With an imputation (``spec.imputation``, ``--missing impute``) a missing
+    scalar value (null or NaN) is not a problem: it takes the median, the
+    row gets its missing indicators, and ``features`` is the model's raw input
+    (``spec.model_width`` values a row). Infinite values still reject their row.
 
     Integer and decimal features are read as float64 (an int64 beyond 2**53
     rounds to the nearest float64, a relative change under 1.2e-16).
@@ -186,11 +198,18 @@ def validate_batch(
         label_column: also check this column of anomaly labels (``label_values``).
         bounds: an ``autoenc.preprocessing.ExtremeBounds``: also reject rows
             with a value outside it (training).
+        missing: ``"reject"`` or ``"impute"``; ``None``: ``"impute"`` when the
+            spec has an imputation. ``"impute"`` without one keeps missing
+            values as NaN in ``features`` (the launch sample, from which the
+            imputation is made).
 
     Returns:
         A ``ValidatedBatch``.
     """
     n = batch.num_rows
+    if missing is None:
+        missing = "impute" if spec.imputation is not None else "reject"
+    impute = missing == "impute"
     # Scalar features only: each column is copied into a row of a
     # [width, n] array (contiguous writes), which is transposed once at the
     # end; writing columns straight into [n, width] strides through memory
@@ -229,10 +248,16 @@ def validate_batch(
         nan = np.isnan(values) & ~null
         posinf = np.isposinf(values)
         neginf = np.isneginf(values)
-        for mask, what in ((null, "is null"), (nan, "is NaN"), (posinf, "is +inf"), (neginf, "is -inf")):
+        checks = ((posinf, "is +inf"), (neginf, "is -inf"))
+        if impute:
+            # A null (read as NaN) or NaN is missing: imputed below.
+            bad |= posinf | neginf
+        else:
+            checks = ((null, "is null"), (nan, "is NaN"), *checks)
+            bad |= ~finite
+        for mask, what in checks:
             if mask.any():
                 problems.append((mask, f"column '{name}' {what}"))
-        bad |= ~finite
     if by_column:
         features = np.ascontiguousarray(columns.T)
         del columns
@@ -269,11 +294,19 @@ def validate_batch(
                 continue
             reasons_by_row.setdefault(int(i), []).append(message)
     valid = ~bad
+    features = features[valid] if bad.any() else features
+    imputed = by_column = None
+    if impute and spec.imputation is not None:
+        gaps = np.isnan(features).sum(axis=0)
+        by_column = {name: int(gaps[j]) for j, name in enumerate(spec.names) if gaps[j]}
+        features, imputed = spec.imputation.apply(features)
     return ValidatedBatch(
         valid=valid,
-        features=features[valid] if bad.any() else features,
+        features=features,
         reasons=["; ".join(reasons_by_row[i]) for i in sorted(reasons_by_row)],
         labels=None if labels is None else labels[valid],
+        imputed=imputed,
+        missing=by_column,
     )
 
 

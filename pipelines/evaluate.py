@@ -321,7 +321,7 @@ def fit_baselines(job: EvaluateJob, staged: Staged):
     ``baseline_rows`` of the staged training rows (a uniform sample of them
     when the training input holds more than the model trained on)."""
     fit_sample = Reservoir(job.baseline_rows, seed=job.seed)
-    for chunk in read_staged(staged.baseline_files, job.spec.width):
+    for chunk in read_staged(staged.baseline_files, job.spec.model_width):
         fit_sample.add(x=chunk)
     fit_rows = fit_sample.columns()["x"]
     print(
@@ -340,7 +340,7 @@ def score_methods(job: EvaluateJob, staged: Staged, pca, forest) -> Scored:
     spec = job.spec
     shape = report.image_shape(spec, job.artifact.metadata.model_kind)
     sample = report.collect_sample(
-        read_staged(staged.eval_files, spec.width + 1),
+        read_staged(staged.eval_files, spec.model_width + 1),
         job.artifact.scorer(job.threshold, top_k=min(3, spec.n_features)),
         autoencoder=job.artifact.model if shape else None,
         with_labels=True,
@@ -423,8 +423,8 @@ def write_report(job: EvaluateJob, out: outputs.OutputRun, evaluation: dict, sco
             facts=facts,
             sample=sample,
             threshold=job.threshold,
-            feature_names=[f.name for f in job.spec.features],
-            feature_sizes=[f.size for f in job.spec.features],
+            feature_names=list(job.spec.model_names),
+            feature_sizes=list(job.spec.model_sizes),
             shape=report.image_shape(job.spec, meta.model_kind),
             history=meta.history,
             results=scored.results,

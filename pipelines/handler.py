@@ -57,6 +57,8 @@ class RowScores:
         is_anomaly: ``reconstruction_error`` above the threshold.
         latent_distance: Mahalanobis distance of the latent from the
             validation rows' latents (``None`` for models without one).
+        imputed_values: missing values imputed (a model trained with
+            ``--missing impute``; else ``None``).
     """
 
     latent: np.ndarray
@@ -64,6 +66,7 @@ class RowScores:
     anomaly_score: float
     is_anomaly: bool
     latent_distance: float | None = None
+    imputed_values: int | None = None
 
     def __float__(self) -> float:
         # apache_beam.ml.anomaly's OfflineDetector.score_prediction_adapter
@@ -154,8 +157,8 @@ class AutoencoderModelHandler(ModelHandler):
             artifact.metadata, threshold=self._threshold, contamination=self._contamination
         )
         spec = artifact.metadata.spec
-        scorer = artifact.scorer(value, top_k=min(self._top_k, spec.n_features))
-        return _HandlerModel(scorer, spec, artifact.version, [f.name for f in spec.features])
+        scorer = artifact.scorer(value, top_k=min(self._top_k, len(spec.model_names)))
+        return _HandlerModel(scorer, spec, artifact.version, list(spec.model_names))
 
     def update_model_path(self, model_path: str | None = None) -> None:
         """Switches to another model version (RunInference calls this when its
@@ -178,22 +181,28 @@ class AutoencoderModelHandler(ModelHandler):
         rows = [e for e in batch if _is_one_row(e)]
         results: dict[int, PredictionResult] = {}
         if rows:
-            features = _row_features(rows, model)
+            features, imputed = _row_features(rows, model)
             scores = model.scorer.score(features)
             i_row = 0
             for i, element in enumerate(batch):
                 if _is_one_row(element):
-                    results[i] = PredictionResult(element, _row_scores(scores, i_row), model_id=model.version)
+                    results[i] = PredictionResult(
+                        element, _row_scores(scores, i_row, imputed), model_id=model.version
+                    )
                     i_row += 1
         for i, element in enumerate(batch):
             if i in results:
                 continue
-            features = _many_features(element, model)
+            features, imputed = _many_features(element, model)
             scores = model.scorer.score(features)
             table = pa.Table.from_arrays(
-                score_columns(scores, model.names),
+                score_columns(scores, model.names, imputed),
                 schema=pa.schema(
-                    score_fields(top_k=model.scorer.top_k, latent_distance=scores.latent_distance is not None)
+                    score_fields(
+                        top_k=model.scorer.top_k,
+                        latent_distance=scores.latent_distance is not None,
+                        imputed=imputed is not None,
+                    )
                 ),
             )
             results[i] = PredictionResult(element, table, model_id=model.version)
@@ -229,10 +238,10 @@ def _checked(batch: pa.RecordBatch, reasons, model: _HandlerModel, what: str) ->
             f"{len(bad)} row(s) of {what} cannot be scored: row {bad[0]}: {checked.reasons[0]}"
             f"{'; ...' if len(bad) > 1 else ''}."
         )
-    return checked.features
+    return checked.features, checked.imputed
 
 
-def _row_features(rows, model: _HandlerModel) -> np.ndarray:
+def _row_features(rows, model: _HandlerModel) -> tuple[np.ndarray, np.ndarray | None]:
     if all(isinstance(r, np.ndarray) for r in rows):
         features = np.stack(rows).astype(np.float64, copy=False)
         if features.shape[1] != model.spec.width:
@@ -240,14 +249,14 @@ def _row_features(rows, model: _HandlerModel) -> np.ndarray:
                 f"Rows of {features.shape[1]} values; model version {model.version} takes "
                 f"{model.spec.width} ({', '.join(model.spec.names)})."
             )
-        return _finite(features, "the batch")
+        return _model_input(features, model.spec, "the batch")
     batch, reasons = rows_to_batch([r for r in rows if _is_row(r)], model.spec)
     if len(batch) != len(rows):
         raise ValueError("A batch mixes numpy rows with dicts or beam.Rows; give one kind.")
     return _checked(batch, reasons, model, "the batch")
 
 
-def _many_features(element, model: _HandlerModel) -> np.ndarray:
+def _many_features(element, model: _HandlerModel) -> tuple[np.ndarray, np.ndarray | None]:
     if isinstance(element, np.ndarray):
         features = element.reshape(len(element), -1).astype(np.float64, copy=False)
         if features.shape[1] != model.spec.width:
@@ -255,7 +264,7 @@ def _many_features(element, model: _HandlerModel) -> np.ndarray:
                 f"An array of {features.shape[1]} values a row; model version {model.version} takes "
                 f"{model.spec.width} ({', '.join(model.spec.names)})."
             )
-        return _finite(features, "an array element")
+        return _model_input(features, model.spec, "an array element")
     if isinstance(element, pa.Table):
         element = _one_batch(element)
     if isinstance(element, pa.RecordBatch):
@@ -266,24 +275,30 @@ def _many_features(element, model: _HandlerModel) -> np.ndarray:
     )
 
 
-def _finite(features: np.ndarray, what: str) -> np.ndarray:
-    finite = np.isfinite(features)
-    if not finite.all():
-        row, column = np.argwhere(~finite)[0]
+def _model_input(features: np.ndarray, spec: FeatureSpec, what: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """Raw numeric rows -> the model's input and the values imputed per row
+    (``None`` for a model without imputation, where NaN is an error)."""
+    # A model that imputes takes NaN as a missing value; infinities never.
+    bad = np.isinf(features) if spec.imputation is not None else ~np.isfinite(features)
+    if bad.any():
+        row, column = np.argwhere(bad)[0]
         raise ValueError(
-            f"{int((~finite).any(axis=1).sum())} row(s) of {what} cannot be scored: row {row} has "
+            f"{int(bad.any(axis=1).sum())} row(s) of {what} cannot be scored: row {row} has "
             f"{features[row, column]} at value {column}."
         )
-    return features
+    if spec.imputation is None:
+        return features, None
+    return spec.imputation.apply(features)
 
 
-def _row_scores(scores, i: int) -> RowScores:
+def _row_scores(scores, i: int, imputed: np.ndarray | None = None) -> RowScores:
     return RowScores(
         latent=scores.latent[i],
         reconstruction_error=float(scores.reconstruction_error[i]),
         anomaly_score=float(scores.anomaly_score[i]),
         is_anomaly=bool(scores.is_anomaly[i]),
         latent_distance=None if scores.latent_distance is None else float(scores.latent_distance[i]),
+        imputed_values=None if imputed is None else int(imputed[i]),
     )
 
 

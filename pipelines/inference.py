@@ -55,6 +55,8 @@ HISTOGRAM = "histogram"
 # Rows per model call when the input is rows (dicts, beam.Rows): BatchElements
 # grows batches up to this size.
 BATCH_ROWS = 8192
+# Counts named with this prefix: missing values imputed in that feature.
+MISSING_IN = "missing:"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,7 +89,12 @@ class ScoringSetup:
 
     def fields(self) -> list[pa.Field]:
         """The score columns' fields."""
-        return score_fields(top_k=self.top_k, error_map=self.error_map, latent_distance=self.latent_distance)
+        return score_fields(
+            top_k=self.top_k,
+            error_map=self.error_map,
+            latent_distance=self.latent_distance,
+            imputed=self.spec.imputation is not None,
+        )
 
 
 def resolve_threshold(
@@ -149,7 +156,7 @@ def scoring_setup(
         threshold=value,
         threshold_method=method,
         quantiles=tuple(artifact.metadata.validation_error_quantiles),
-        top_k=min(explain_top_k, spec.n_features),
+        top_k=min(explain_top_k, len(spec.model_names)),
         error_map=error_map,
         latent_distance=artifact.metadata.latent_distribution is not None,
     )
@@ -351,7 +358,7 @@ def load_scorer(setup: ScoringSetup, shared_handle: shared.Shared | None = None)
             setup.model_dir, version=setup.version
         )
         scorer = artifact.scorer(setup.threshold, top_k=setup.top_k, error_map=setup.error_map)
-        return _Loaded(scorer, [f.name for f in artifact.metadata.spec.features])
+        return _Loaded(scorer, list(artifact.metadata.spec.model_names))
 
     if shared_handle is None:
         return load()
@@ -412,8 +419,16 @@ def score_chunk(chunk: Chunk, setup: ScoringSetup, loaded, keep: Sequence[str] |
         ("anomalies", anomalies),
         ("extreme", int(scores.extreme.sum())),
     ]
+    if checked.imputed is not None:
+        counts += [
+            ("imputed_values", int(checked.imputed.sum())),
+            ("imputed_rows", int(np.count_nonzero(checked.imputed))),
+            *((MISSING_IN + name, n) for name, n in checked.missing.items()),
+        ]
     schema = pa.schema(list(columns.schema) + setup.fields())
-    table = pa.Table.from_arrays(list(columns.columns) + score_columns(scores, loaded.names), schema=schema)
+    table = pa.Table.from_arrays(
+        list(columns.columns) + score_columns(scores, loaded.names, checked.imputed), schema=schema
+    )
     return ScoredBatch(table, rejected, counts, error_histogram(scores.reconstruction_error, setup.quantiles))
 
 

@@ -28,7 +28,7 @@ from apache_beam.options.pipeline_options import (
 )
 
 from autoenc.errors import ConfigError
-from autoenc.preprocessing import EXTREME_SPREADS
+from autoenc.preprocessing import EXTREME_SPREADS, MISSING
 from autoenc.training import (
     INITS,
     LOSSES,
@@ -215,6 +215,18 @@ TRAIN_FLAGS = (
         help="A training row with a value farther than this many robust spreads (interquartile "
         "ranges of a sample taken at launch) from its feature's median is rejected as too "
         "extreme to train on ('inf': none is).",
+    ),
+    flag(
+        "--missing",
+        topic="features",
+        commands=FIT,
+        choices=MISSING,
+        default=DEFAULTS.missing,
+        help="What a missing feature value (null, or NaN) does: reject rejects its row (with "
+        "the reason); impute gives it the feature's median over a sample taken at launch and adds "
+        "a missing-indicator input for each feature with missing values in that sample; the "
+        "model keeps the choice, and its scores count the values imputed per row (column "
+        "imputed_values). Infinite values reject their row either way. Scalar features only.",
     ),
     flag(
         "--model",

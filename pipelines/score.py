@@ -46,7 +46,7 @@ import pyarrow as pa
 from autoenc import artifact as artifacts
 from autoenc.errors import ConfigError
 from autoenc.schema import check_compatible
-from autoenc.scoring import drift, score_fields
+from autoenc.scoring import drift
 from autoenc.validation import rejected_schema
 
 from . import inference, io, outputs, transforms
@@ -63,13 +63,9 @@ from .options import (
 RUN_INFO = ".score-run.json"
 
 
-def scores_schema(
-    kept: pa.Schema, *, top_k: int = 0, error_map: bool = False, latent_distance: bool = True
-) -> pa.Schema:
+def scores_schema(kept: pa.Schema, setup: inference.ScoringSetup) -> pa.Schema:
     """Schema of ``scores/``: the kept input columns, then the score columns."""
-    return pa.schema(
-        list(kept) + score_fields(top_k=top_k, error_map=error_map, latent_distance=latent_distance)
-    )
+    return pa.schema(list(kept) + setup.fields())
 
 
 class _SumHistograms(beam.CombineFn):
@@ -126,12 +122,7 @@ class ScoreJob:
 
     @property
     def scores_schema(self) -> pa.Schema:
-        return scores_schema(
-            pa.schema([self.schema.field(name) for name in self.keep]),
-            top_k=self.setup.top_k,
-            error_map=self.setup.error_map,
-            latent_distance=self.setup.latent_distance,
-        )
+        return scores_schema(pa.schema([self.schema.field(name) for name in self.keep]), self.setup)
 
     @property
     def rejected_schema(self) -> pa.Schema:
@@ -298,6 +289,30 @@ def summarize(job: ScoreJob, out: outputs.OutputRun, info: dict, written: dict, 
         "model": {"dir": job.setup.model_dir, "version": job.setup.version},
         "input": job.plan.describe(),
         **({"ignored_tfrecord_features": ignored} if ignored else {}),
+        **(
+            {
+                "imputed": {
+                    "rows": info["counts"].get("imputed_rows", 0),
+                    "values": info["counts"].get("imputed_values", 0),
+                    "by_column": {
+                        k.removeprefix(inference.MISSING_IN): v
+                        for k, v in sorted(info["counts"].items())
+                        if k.startswith(inference.MISSING_IN)
+                    },
+                    # Missing values where the training sample had none: the
+                    # model has no indicator for them, only the median.
+                    "without_indicator": sorted(
+                        k.removeprefix(inference.MISSING_IN)
+                        for k in info["counts"]
+                        if k.startswith(inference.MISSING_IN)
+                        and k.removeprefix(inference.MISSING_IN)
+                        not in job.setup.spec.imputation.indicator_columns
+                    ),
+                }
+            }
+            if job.setup.spec.imputation is not None
+            else {}
+        ),
         "runner": runner_name(options),
         "outputs": {
             name: {
@@ -320,15 +335,32 @@ def report(summary: dict, output: str) -> None:
         if counts["extreme"]
         else ""
     )
+    imputed = summary.get("imputed")
+    imputed = (
+        f"; {imputed['rows']} of the scored rows had missing values imputed ({imputed['values']} values)"
+        if imputed and imputed["rows"]
+        else ""
+    )
     print(
         f"autoenc score: read {counts['read']} rows: {counts['scored']} scored "
         f"({counts['anomalies']} anomalies above threshold {threshold['value']:.6g}, {threshold['method']}"
-        f"{extreme}), {counts['rejected']} rejected, in {summary['wall_time_s']:.1f} s.\n"
+        f"{extreme}), {counts['rejected']} rejected{imputed}, in {summary['wall_time_s']:.1f} s.\n"
         f"  scores:   {summary['outputs']['scores']['dir']}/\n"
         f"  rejected: {summary['outputs']['rejected']['dir']}/\n"
         f"  summary:  {artifacts.join(output, SUMMARY)}",
         file=sys.stderr,
     )
+    unindicated = (summary.get("imputed") or {}).get("without_indicator")
+    if unindicated:
+        by_column = summary["imputed"]["by_column"]
+        print(
+            "autoenc score: WARNING: missing values in column(s) that had none in the model's "
+            "training sample: "
+            + ", ".join(f"'{name}' ({by_column[name]} rows)" for name in unindicated)
+            + ". They took the training median; the model has no missing indicator for these "
+            "columns, so such a row can score as normal. Column imputed_values counts them per row.",
+            file=sys.stderr,
+        )
     ignored = summary.get("ignored_tfrecord_features")
     if ignored:
         print(

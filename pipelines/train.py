@@ -38,7 +38,7 @@ import pyarrow as pa
 
 from autoenc import artifact as artifacts
 from autoenc.errors import ConfigError, InputError
-from autoenc.preprocessing import ExtremeBounds
+from autoenc.preprocessing import ExtremeBounds, Imputation
 from autoenc.schema import FeatureSpec, infer_spec
 from autoenc.trainer import PARTS, ThresholdOptions, train_staged, write_training_report
 from autoenc.training import (
@@ -208,18 +208,50 @@ def _fail_version(version_dir: str, error: BaseException) -> None:
         _log.warning("Could not write %s", artifacts.join(version_dir, FAILED_FILE), exc_info=True)
 
 
-def extreme_bounds(sample: pa.Table, schema: pa.Schema, spec, spreads: float):
-    """``ExtremeBounds`` of the features from the launch-time sample's valid rows."""
+def sample_features(sample: pa.Table, schema: pa.Schema, spec, missing: str) -> np.ndarray:
+    """The launch-time sample's valid rows as raw features [n, width] (NaN
+    where a value is missing, with ``missing="impute"``)."""
     from autoenc.validation import conform_batch, validate_batch
 
-    features = np.zeros((0, spec.width))
-    if sample.num_rows:
-        batch = sample.select(schema.names).combine_chunks().to_batches()[0]
-        conformed = conform_batch(batch, schema, spec, source="the launch sample")
-        features = validate_batch(conformed.batch, spec, prior_reasons=conformed.reasons).features
+    if not sample.num_rows:
+        return np.zeros((0, spec.width))
+    batch = sample.select(schema.names).combine_chunks().to_batches()[0]
+    conformed = conform_batch(batch, schema, spec, source="the launch sample")
+    return validate_batch(
+        conformed.batch,
+        dataclasses.replace(spec, imputation=None),
+        prior_reasons=conformed.reasons,
+        missing=missing,
+    ).features
+
+
+def extreme_bounds(features: np.ndarray, spec, spreads: float):
+    """``ExtremeBounds`` of the features from the launch-time sample's valid rows."""
     return ExtremeBounds.from_sample(
         features, spec.names, sizes=[f.size for f in spec.features], spreads=spreads
     )
+
+
+def imputation(features: np.ndarray, spec, plan) -> Imputation:
+    """``--missing impute``: the medians and indicator features, from the
+    launch-time sample's raw features.
+
+    Raises:
+        ConfigError: a tensor feature, or a feature with no value in the sample.
+    """
+    if spec.tensor_features:
+        raise ConfigError(
+            "--missing=impute takes scalar features only; "
+            f"{', '.join(f.describe() for f in spec.tensor_features)} is a tensor. "
+            "Use --missing=reject for images and sequences."
+        )
+    try:
+        return Imputation.from_sample(features, spec.names)
+    except ValueError as e:
+        raise ConfigError(
+            f"--missing=impute: {e} (spread over {plan.files[0].path} and the other input files). "
+            "Leave such a column out of --features."
+        ) from e
 
 
 @dataclasses.dataclass(frozen=True)
@@ -337,20 +369,23 @@ def plan_job(options, config: TrainingConfig) -> TrainJob:
         )
     columns = set(spec.names) | set(spec.key_columns) | ({opt.label_column} if opt.label_column else set())
     schema = io.model_schema(plan.project(columns), spec, plan.fmt)
+    sampled = sample_features(sample, schema, spec, config.missing)
+    if config.missing == "impute":
+        spec = dataclasses.replace(spec, imputation=imputation(sampled, spec, plan))
     job = TrainJob(
         config=config,
         pattern=inp.input,
         plan=plan,
         spec=spec,
         schema=schema,
-        bounds=extreme_bounds(sample, schema, spec, opt.extreme_value_spreads),
+        bounds=extreme_bounds(sampled, spec, opt.extreme_value_spreads),
         model_dir=inp.model_dir,
         split_by=opt.split_by,
         threshold=ThresholdOptions(opt.threshold, opt.contamination, opt.target_fpr, opt.label_column),
     )
     # Build the model once now: a combination the kind cannot take stops here,
     # before the pass over the data.
-    build_model(config, spec.width, job.shape)
+    build_model(config, spec.model_width, job.shape)
     return job
 
 
@@ -430,9 +465,11 @@ def check_staged(job: TrainJob, version_dir: str) -> Staged:
     """
     info = transforms.read_run_info(artifacts.join(version_dir, RUN_INFO))
     counts = {k: info["counts"].get(k, 0) for k in ("read", "rejected", *PARTS)}
+    if job.spec.imputation is not None:
+        counts.update({k: info["counts"].get(k, 0) for k in ("imputed_rows", "imputed_values")})
     io.ensure_schema_file(artifacts.join(version_dir, "rejected"), rejected_schema(job.schema))
     staged = staged_files(version_dir)
-    headers = {part: read_headers(staged[part], job.spec.width) for part in PARTS}
+    headers = {part: read_headers(staged[part], job.spec.model_width) for part in PARTS}
     rejected_files = io.footer_rows(artifacts.join(version_dir, "rejected"))
     reconciliation = transforms.reconcile(
         declared=job.plan.expected_rows,
@@ -449,7 +486,12 @@ def check_staged(job: TrainJob, version_dir: str) -> Staged:
         f"autoenc train: read {counts['read']} rows: {counts['train']} for training, "
         f"{counts['validation']} for validation, "
         + (f"{counts['anomalies']} labeled anomalous, " if job.label_column else "")
-        + f"{counts['rejected']} rejected (see {artifacts.join(version_dir, 'rejected')})",
+        + f"{counts['rejected']} rejected (see {artifacts.join(version_dir, 'rejected')})"
+        + (
+            f"; {counts['imputed_rows']} rows had missing values imputed ({counts['imputed_values']} values)"
+            if counts.get("imputed_rows")
+            else ""
+        ),
         file=sys.stderr,
     )
     if counts["train"] == 0 or counts["validation"] == 0:

@@ -143,6 +143,9 @@ class _ValidateFn(beam.DoFn):
             )
         if n_rejected == chunk.batch.num_rows:
             return
+        if checked.imputed is not None and checked.imputed.any():
+            yield beam.pvalue.TaggedOutput(COUNTS, ("imputed_values", int(checked.imputed.sum())))
+            yield beam.pvalue.TaggedOutput(COUNTS, ("imputed_rows", int(np.count_nonzero(checked.imputed))))
         self._valid.inc(chunk.batch.num_rows - n_rejected)
         columns = chunk.batch.select(self._keep)
         positions = np.arange(chunk.batch.num_rows, dtype=np.int64)

@@ -137,7 +137,7 @@ def edit_metadata(tmp_path, version, edit):
                 features=d["features"][:2],
                 normalization={"method": "zscore", "mean": [0.0, 0.0], "scale": [1.0, 1.0]},
             ),
-            ["lists 2 features"],
+            ["lists 2 feature values"],
         ),
     ],
 )
