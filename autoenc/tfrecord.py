@@ -45,7 +45,10 @@ class CorruptFileError(InputError):
 
 def masked_crc(data) -> int:
     """The masked CRC32C the TFRecord format stores beside each length and record."""
-    crc = google_crc32c.value(bytes(data))
+    return _mask(google_crc32c.value(bytes(data)))
+
+
+def _mask(crc: int) -> int:
     return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
 
 
@@ -132,58 +135,66 @@ def iter_records(stream, *, source: str) -> Iterator[bytes]:
     first = stream.read(BLOCK_BYTES)
     compressed = first[:2] == GZIP_MAGIC
     blocks = _gunzip_blocks(stream, first, source) if compressed else _plain_blocks(stream, first)
-    buffer = bytearray()
+    # The data since the next record, as immutable bytes: a record is one
+    # slice of it (one copy), and its checksums are computed on the slices
+    # without more copies. Refilled (the rest plus new blocks) when a record
+    # runs past its end.
+    buffer = b""
     start = 0  # position of the next record in buffer
     offset = 0  # position of buffer[0] in the (decompressed) stream
     index = 0
     exhausted = False
+    crc, unpack_header, unpack_footer = google_crc32c.value, _HEADER.unpack_from, _FOOTER.unpack_from
+    header_size, footer_size = _HEADER.size, _FOOTER.size
 
     def fill(n: int) -> bool:
         """Reads until buffer holds n bytes from start; False at the end of the data."""
-        nonlocal exhausted
-        while len(buffer) - start < n and not exhausted:
+        nonlocal buffer, start, offset, exhausted
+        parts, held = [buffer[start:]], len(buffer) - start
+        while held < n and not exhausted:
             try:
-                buffer.extend(next(blocks))
+                block = next(blocks)
             except StopIteration:
                 exhausted = True
-        return len(buffer) - start >= n
+                break
+            parts.append(block)
+            held += len(block)
+        offset += start
+        buffer, start = b"".join(parts), 0
+        return held >= n
 
     where = "decompressed byte" if compressed else "byte"
     while True:
-        if not fill(_HEADER.size):
+        if len(buffer) - start < header_size and not fill(header_size):
             if len(buffer) > start:
                 raise CorruptFileError(
                     f"{source} is truncated: it ends inside the header of record {index} "
                     f"({where} {offset + start}). Its last record is incomplete; re-create or re-copy the file."
                 )
             return
-        length, length_crc = _HEADER.unpack_from(buffer, start)
-        if masked_crc(buffer[start : start + 8]) != length_crc:
+        length, length_crc = unpack_header(buffer, start)
+        if _mask(crc(buffer[start : start + 8])) != length_crc:
             raise CorruptFileError(
                 f"{source} is damaged: the length of record {index} ({where} {offset + start}) "
                 "fails its checksum. It is not a TFRecord file, or it was corrupted; "
                 "re-create or re-copy it."
             )
-        end = start + _HEADER.size + length
-        if not fill(_HEADER.size + length + _FOOTER.size):
+        size = header_size + length + footer_size
+        if len(buffer) - start < size and not fill(size):
             raise CorruptFileError(
                 f"{source} is truncated: record {index} ({where} {offset + start}) should hold "
                 f"{length} bytes, and the file ends before it does. Re-create or re-copy the file."
             )
-        data = bytes(buffer[start + _HEADER.size : end])
-        (data_crc,) = _FOOTER.unpack_from(buffer, end)
-        if masked_crc(data) != data_crc:
+        end = start + header_size + length
+        data = buffer[start + header_size : end]
+        if _mask(crc(data)) != unpack_footer(buffer, end)[0]:
             raise CorruptFileError(
                 f"{source} is damaged: record {index} ({where} {offset + start}, {length} bytes) "
                 "fails its checksum. Re-create or re-copy the file."
             )
         yield data
         index += 1
-        start = end + _FOOTER.size
-        if start > BLOCK_BYTES:
-            del buffer[:start]
-            offset += start
-            start = 0
+        start = end + footer_size
 
 
 def gzip_bytes(data: bytes) -> bytes:
