@@ -184,11 +184,10 @@ class Autoencoder(TransformerMixin, BaseEstimator):
                 f"model={config.model!r} needs one image or sequence feature (an array of rank > 2)."
             )
         if config.missing == "impute":
-            if spec.tensor_features:
-                raise ValueError("missing='impute' takes scalar features only, not images or sequences.")
-            spec = dataclasses.replace(
-                spec, imputation=Imputation.from_sample(features[:SAMPLE_ROWS], spec.names)
+            imputation = Imputation.from_sample(
+                features[:SAMPLE_ROWS], spec.names, sizes=[f.size for f in spec.features]
             )
+            spec = dataclasses.replace(spec, imputation=imputation)
         build_model(config, spec.model_width, shape)
         bounds = ExtremeBounds.from_sample(
             features[:SAMPLE_ROWS],

@@ -411,12 +411,27 @@ class Imputation:
     sample_rows: int
 
     @classmethod
-    def from_sample(cls, sample: np.ndarray, names: Sequence[str]) -> Imputation:
+    def from_sample(
+        cls, sample: np.ndarray, names: Sequence[str], sizes: Sequence[int] | None = None
+    ) -> Imputation:
         """From raw sampled rows [n, n_features], NaN where a value is missing.
 
+        Args:
+            sample: the rows.
+            names: the feature names.
+            sizes: values per feature (default: 1 each); only scalar
+                features can be imputed.
+
         Raises:
-            ValueError: a feature has no value in the sample (naming it).
+            ValueError: a feature is not scalar, or has no value in the
+                sample (naming it).
         """
+        tensors = [name for name, size in zip(names, sizes or [1] * len(names), strict=True) if size != 1]
+        if tensors:
+            raise ValueError(
+                f"missing values are imputed in scalar features only; {', '.join(map(repr, tensors))} "
+                "holds an image or sequence"
+            )
         sample = np.asarray(sample, dtype=np.float64)
         missing = np.isnan(sample)
         empty = [name for name, none in zip(names, missing.all(axis=0), strict=True) if none]

@@ -77,11 +77,11 @@ class RowScores:
 class _HandlerModel:
     """What ``AutoencoderModelHandler.load_model`` returns."""
 
-    def __init__(self, scorer, spec: FeatureSpec, version: str, names):
+    def __init__(self, scorer, spec: FeatureSpec, version: str):
         self.scorer = scorer
         self.spec = spec
         self.version = version
-        self.names = names
+        self.names = list(spec.model_names)
 
 
 class AutoencoderModelHandler(ModelHandler):
@@ -158,7 +158,7 @@ class AutoencoderModelHandler(ModelHandler):
         )
         spec = artifact.metadata.spec
         scorer = artifact.scorer(value, top_k=min(self._top_k, len(spec.model_names)))
-        return _HandlerModel(scorer, spec, artifact.version, list(spec.model_names))
+        return _HandlerModel(scorer, spec, artifact.version)
 
     def update_model_path(self, model_path: str | None = None) -> None:
         """Switches to another model version (RunInference calls this when its
@@ -228,7 +228,9 @@ def _is_one_row(element) -> bool:
     return _is_row(element) or (isinstance(element, np.ndarray) and element.ndim == 1)
 
 
-def _checked(batch: pa.RecordBatch, reasons, model: _HandlerModel, what: str) -> np.ndarray:
+def _checked(
+    batch: pa.RecordBatch, reasons, model: _HandlerModel, what: str
+) -> tuple[np.ndarray, np.ndarray | None]:
     spec = dataclasses.replace(model.spec, key_columns=())  # the handler needs no keys
     chunk = conformed_chunk(batch, reasons, spec, source=what)
     checked = validate_batch(chunk.batch, spec, prior_reasons=chunk.reasons)

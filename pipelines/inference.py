@@ -44,7 +44,7 @@ from autoenc.scoring import error_histogram, score_columns, score_fields, thresh
 from autoenc.validation import conform_batch, rejected_table, validate_batch
 
 from .io import BatchCoder, Chunk
-from .transforms import RowsSoFar
+from .transforms import RowsSoFar, imputed_counts
 
 beam.coders.registry.register_coder(pa.RecordBatch, BatchCoder)
 
@@ -55,8 +55,6 @@ HISTOGRAM = "histogram"
 # Rows per model call when the input is rows (dicts, beam.Rows): BatchElements
 # grows batches up to this size.
 BATCH_ROWS = 8192
-# Counts named with this prefix: missing values imputed in that feature.
-MISSING_IN = "missing:"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -419,12 +417,7 @@ def score_chunk(chunk: Chunk, setup: ScoringSetup, loaded, keep: Sequence[str] |
         ("anomalies", anomalies),
         ("extreme", int(scores.extreme.sum())),
     ]
-    if checked.imputed is not None:
-        counts += [
-            ("imputed_values", int(checked.imputed.sum())),
-            ("imputed_rows", int(np.count_nonzero(checked.imputed))),
-            *((MISSING_IN + name, n) for name, n in checked.missing.items()),
-        ]
+    counts += imputed_counts(checked)
     schema = pa.schema(list(columns.schema) + setup.fields())
     table = pa.Table.from_arrays(
         list(columns.columns) + score_columns(scores, loaded.names, checked.imputed), schema=schema

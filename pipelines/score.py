@@ -290,26 +290,7 @@ def summarize(job: ScoreJob, out: outputs.OutputRun, info: dict, written: dict, 
         "input": job.plan.describe(),
         **({"ignored_tfrecord_features": ignored} if ignored else {}),
         **(
-            {
-                "imputed": {
-                    "rows": info["counts"].get("imputed_rows", 0),
-                    "values": info["counts"].get("imputed_values", 0),
-                    "by_column": {
-                        k.removeprefix(inference.MISSING_IN): v
-                        for k, v in sorted(info["counts"].items())
-                        if k.startswith(inference.MISSING_IN)
-                    },
-                    # Missing values where the training sample had none: the
-                    # model has no indicator for them, only the median.
-                    "without_indicator": sorted(
-                        k.removeprefix(inference.MISSING_IN)
-                        for k in info["counts"]
-                        if k.startswith(inference.MISSING_IN)
-                        and k.removeprefix(inference.MISSING_IN)
-                        not in job.setup.spec.imputation.indicator_columns
-                    ),
-                }
-            }
+            {"imputed": transforms.imputed_summary(info["counts"], job.setup.spec.imputation)}
             if job.setup.spec.imputation is not None
             else {}
         ),

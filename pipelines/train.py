@@ -239,18 +239,12 @@ def imputation(features: np.ndarray, spec, plan) -> Imputation:
     Raises:
         ConfigError: a tensor feature, or a feature with no value in the sample.
     """
-    if spec.tensor_features:
-        raise ConfigError(
-            "--missing=impute takes scalar features only; "
-            f"{', '.join(f.describe() for f in spec.tensor_features)} is a tensor. "
-            "Use --missing=reject for images and sequences."
-        )
     try:
-        return Imputation.from_sample(features, spec.names)
+        return Imputation.from_sample(features, spec.names, sizes=[f.size for f in spec.features])
     except ValueError as e:
         raise ConfigError(
-            f"--missing=impute: {e} (spread over {plan.files[0].path} and the other input files). "
-            "Leave such a column out of --features."
+            f"--missing=impute: {e} (the launch sample of {plan.files[0].path} and the other input "
+            "files). Leave such a column out of --features, or use --missing=reject."
         ) from e
 
 

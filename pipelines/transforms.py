@@ -98,6 +98,33 @@ beam.coders.registry.register_coder(ValidRows, BatchCoder)
 # Counts named with this prefix are TFRecord features found in records but
 # missing from the schema inferred at launch (they are not read).
 UNKNOWN_FEATURE = "unknown_feature:"
+# Counts named with this prefix: missing values imputed in that feature.
+MISSING_IN = "missing:"
+
+
+def imputed_counts(checked) -> list[tuple[str, int]]:
+    """The counts of a validated batch's imputed values (``--missing impute``):
+    values, rows, and values per feature (``MISSING_IN`` + its name)."""
+    if checked.imputed is None or not checked.imputed.any():
+        return []
+    return [
+        ("imputed_values", int(checked.imputed.sum())),
+        ("imputed_rows", int(np.count_nonzero(checked.imputed))),
+        *((MISSING_IN + name, n) for name, n in checked.missing.items()),
+    ]
+
+
+def imputed_summary(counts: dict, imputation) -> dict:
+    """What a run's summary says of its imputed values: rows, values, per
+    column, and the columns without a missing indicator (none in the model's
+    training sample: the median alone stands in for their values)."""
+    by_column = {k.removeprefix(MISSING_IN): v for k, v in sorted(counts.items()) if k.startswith(MISSING_IN)}
+    return {
+        "rows": counts.get("imputed_rows", 0),
+        "values": counts.get("imputed_values", 0),
+        "by_column": by_column,
+        "without_indicator": sorted(set(by_column) - set(imputation.indicator_columns)),
+    }
 
 
 class _ValidateFn(beam.DoFn):
@@ -143,9 +170,8 @@ class _ValidateFn(beam.DoFn):
             )
         if n_rejected == chunk.batch.num_rows:
             return
-        if checked.imputed is not None and checked.imputed.any():
-            yield beam.pvalue.TaggedOutput(COUNTS, ("imputed_values", int(checked.imputed.sum())))
-            yield beam.pvalue.TaggedOutput(COUNTS, ("imputed_rows", int(np.count_nonzero(checked.imputed))))
+        for count in imputed_counts(checked):
+            yield beam.pvalue.TaggedOutput(COUNTS, count)
         self._valid.inc(chunk.batch.num_rows - n_rejected)
         columns = chunk.batch.select(self._keep)
         positions = np.arange(chunk.batch.num_rows, dtype=np.int64)
