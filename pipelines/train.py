@@ -163,8 +163,10 @@ def read_headers(files: list[tuple[str, int]], width: int) -> list:
 
 
 def cleanup_abandoned(model_dir: str) -> None:
-    """Deletes the staged rows of versions whose training run died (no
-    ``metadata.json``, and no live process holds their lock); their
+    """Deletes what training runs that died left (no live process holds
+    their lock): the staged rows, and in a version without ``metadata.json``
+    its partial model and report; a complete version (killed after writing
+    its artifact, before deleting its staged rows) keeps its artifact.
     ``rejected/`` rows stay. Local model directories only."""
     if not io.is_local(model_dir) or not os.path.isdir(model_dir):
         return
@@ -172,11 +174,10 @@ def cleanup_abandoned(model_dir: str) -> None:
         version_dir = os.path.join(model_dir, name)
         if name.startswith(".") or not os.path.isdir(version_dir):
             continue
-        if os.path.exists(os.path.join(version_dir, artifacts.METADATA_FILE)):
-            continue
+        complete = os.path.exists(os.path.join(version_dir, artifacts.METADATA_FILE))
         leftovers = [
             n
-            for n in (STAGING, artifacts.MODEL_FILE, REPORT_FILE)
+            for n in ((STAGING,) if complete else (STAGING, artifacts.MODEL_FILE, REPORT_FILE))
             if os.path.lexists(os.path.join(version_dir, n))
         ]
         if leftovers and outputs.is_free(version_dir):

@@ -105,3 +105,21 @@ def test_train_killed_at_random_moments_keeps_the_previous_model(article_parquet
     for version in os.listdir(model_dir):
         if os.path.isdir(model_dir / version):
             assert ".staging" not in os.listdir(model_dir / version), version
+
+
+def test_staged_rows_left_by_a_run_killed_after_its_artifact_are_removed(tiny_model_dir, tmp_path, capsys):
+    """A run killed after writing its artifact, before deleting its staged
+    rows, leaves a complete version with ``.staging``: the next run removes
+    the staged rows and keeps the artifact."""
+    import shutil
+
+    model_dir = tmp_path / "m"
+    shutil.copytree(tiny_model_dir, model_dir)
+    version = load_artifact(str(model_dir)).version
+    staging = model_dir / version / train.STAGING
+    (staging / "train").mkdir(parents=True)
+    (staging / "train" / "part-0.tfrecord").write_bytes(b"rows")
+    train.cleanup_abandoned(str(model_dir))
+    assert not staging.exists()
+    assert load_artifact(str(model_dir)).version == version
+    assert f"removed what the interrupted training run {version} left (.staging)" in capsys.readouterr().err
