@@ -32,7 +32,9 @@ import logging
 import math
 import os
 import pickle
+import re
 import secrets
+import time
 
 import apache_beam as beam
 import numpy as np
@@ -152,6 +154,33 @@ def write_bytes(path: str, data: bytes) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
+
+
+# What ``write_bytes`` (and ``autoenc.artifact``'s writer) name a file while
+# writing it: ".<name>.<8 hex digits>.tmp".
+_TEMPORARY = re.compile(r"\..+\.[0-9a-f]{8}\.tmp")
+
+
+def remove_temporaries(directory: str, *, older_than_s: float = 0.0) -> list[str]:
+    """Deletes the temporary files that whole-file writes killed before their
+    rename left in a local ``directory`` (only those ``older_than_s`` seconds
+    old or more); returns their names. Call it only where no live run can be
+    writing, or with an age no write takes."""
+    if not is_local(directory) or not os.path.isdir(directory):
+        return []
+    removed = []
+    now = time.time()
+    for name in sorted(os.listdir(directory)):
+        path = os.path.join(directory, name)
+        if not _TEMPORARY.fullmatch(name) or not os.path.isfile(path):
+            continue
+        try:
+            if now - os.path.getmtime(path) >= older_than_s:
+                os.remove(path)
+                removed.append(name)
+        except FileNotFoundError:  # its writer renamed or removed it meanwhile
+            pass
+    return removed
 
 
 def open_file(path: str):

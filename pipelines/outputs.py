@@ -234,6 +234,8 @@ class OutputRun:
         try:
             for marker in self.markers:
                 io.delete_tree(io.join(self.output, marker))
+            # A marker write killed before its rename left a temporary file.
+            io.remove_temporaries(self.output)
             # We hold the lock: attempt directories of other runs are what runs
             # that died left behind. A result moved aside by a run killed
             # between the two renames of its commit is put back.

@@ -170,6 +170,9 @@ def cleanup_abandoned(model_dir: str) -> None:
     ``rejected/`` rows stay. Local model directories only."""
     if not io.is_local(model_dir) or not os.path.isdir(model_dir):
         return
+    # LATEST is rewritten by every run that finishes, without a lock: only a
+    # temporary file no write could still be busy with is deleted.
+    io.remove_temporaries(model_dir, older_than_s=600)
     for name in sorted(os.listdir(model_dir)):
         version_dir = os.path.join(model_dir, name)
         if name.startswith(".") or not os.path.isdir(version_dir):
@@ -180,14 +183,19 @@ def cleanup_abandoned(model_dir: str) -> None:
             for n in ((STAGING,) if complete else (STAGING, artifacts.MODEL_FILE, REPORT_FILE))
             if os.path.lexists(os.path.join(version_dir, n))
         ]
-        if leftovers and outputs.is_free(version_dir):
+        if (leftovers or _has_temporaries(version_dir)) and outputs.is_free(version_dir):
             for n in leftovers:
                 io.delete_tree(os.path.join(version_dir, n))
+            leftovers += io.remove_temporaries(version_dir)
             print(
                 f"autoenc train: removed what the interrupted training run {name} left "
                 f"({', '.join(leftovers)}).",
                 file=sys.stderr,
             )
+
+
+def _has_temporaries(directory: str) -> bool:
+    return any(n.endswith(".tmp") and n.startswith(".") for n in os.listdir(directory))
 
 
 def _fail_version(version_dir: str, error: BaseException) -> None:

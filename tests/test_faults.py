@@ -123,3 +123,34 @@ def test_staged_rows_left_by_a_run_killed_after_its_artifact_are_removed(tiny_mo
     assert not staging.exists()
     assert load_artifact(str(model_dir)).version == version
     assert f"removed what the interrupted training run {version} left (.staging)" in capsys.readouterr().err
+
+
+def test_temporary_files_of_writes_killed_before_their_rename_are_removed(tiny_model_dir, tmp_path, capsys):
+    """A whole-file write killed between writing and renaming leaves
+    ``.<name>.<hex>.tmp``: the next score run on the output, and the next
+    training run on the model directory, delete it; a fresh one in the model
+    directory (a concurrent run's LATEST) is left alone."""
+    import shutil
+
+    table = article_table(300, seed=3)
+    pq.write_table(table, tmp_path / "in.parquet")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / ".summary.json.19773e87.tmp").write_text('{"counts":')
+    (out / ".notes.txt").write_text("a user's hidden file")
+    score.run([f"--input={tmp_path / 'in.parquet'}", f"--model_dir={tiny_model_dir}", f"--output={out}"])
+    assert sorted(os.listdir(out)) == [".lock", ".notes.txt", "rejected", "scores", "summary.json"]
+
+    model_dir = tmp_path / "m"
+    shutil.copytree(tiny_model_dir, model_dir)
+    version = load_artifact(str(model_dir)).version
+    (model_dir / version / ".metadata.json.0a1b2c3d.tmp").write_text("{")
+    (model_dir / ".LATEST.0a1b2c3d.tmp").write_text("x")
+    (model_dir / ".LATEST.99999999.tmp").write_text("y")
+    hour_ago = time.time() - 3600
+    os.utime(model_dir / ".LATEST.0a1b2c3d.tmp", (hour_ago, hour_ago))
+    train.cleanup_abandoned(str(model_dir))
+    assert not (model_dir / version / ".metadata.json.0a1b2c3d.tmp").exists()
+    assert sorted(n for n in os.listdir(model_dir) if n.endswith(".tmp")) == [".LATEST.99999999.tmp"]
+    assert load_artifact(str(model_dir)).version == version
+    assert ".metadata.json.0a1b2c3d.tmp" in capsys.readouterr().err
