@@ -38,6 +38,7 @@ def build_dense(
     hidden_units: Sequence[int] = (100, 100, 100),
     activation: str = "relu",
     output_activation: str | None = None,
+    categorical_blocks: Sequence[tuple[int, int]] = (),
     **_,
 ) -> keras.Model:
     """A symmetric fully-connected autoencoder.
@@ -60,7 +61,7 @@ def build_dense(
     """
     inputs, x = _encoder(n_features, latent_dim, hidden_units, activation)
     latent = keras.layers.Dense(latent_dim, name=LATENT_LAYER)(x)
-    outputs = _decoder_stack(latent, n_features, hidden_units, activation, output_activation)
+    outputs = _decoder_stack(latent, n_features, hidden_units, activation, output_activation, categorical_blocks)
     return keras.Model(inputs, outputs, name="dense_autoencoder")
 
 
@@ -72,6 +73,7 @@ def build_sparse(
     activation: str = "relu",
     sparsity: float = 1e-4,
     output_activation: str | None = None,
+    categorical_blocks: Sequence[tuple[int, int]] = (),
     **_,
 ) -> keras.Model:
     """A sparse autoencoder: ``build_dense`` with a ReLU latent whose activity
@@ -90,7 +92,7 @@ def build_sparse(
         activity_regularizer=keras.regularizers.L1(sparsity),
         name=LATENT_LAYER,
     )(x)
-    outputs = _decoder_stack(latent, n_features, hidden_units, activation, output_activation)
+    outputs = _decoder_stack(latent, n_features, hidden_units, activation, output_activation, categorical_blocks)
     return keras.Model(inputs, outputs, name="sparse_autoencoder")
 
 
@@ -133,6 +135,7 @@ def build_vae(
     activation: str = "relu",
     beta: float = 1.0,
     output_activation: str | None = None,
+    categorical_blocks: Sequence[tuple[int, int]] = (),
     **_,
 ) -> keras.Model:
     """A variational autoencoder.
@@ -155,7 +158,7 @@ def build_vae(
     z = Sampling(beta=beta, n_features=n_features, name="sampling")([mean, log_var])
     code = keras.Input(shape=(latent_dim,), name="code")
     decoder = keras.Model(
-        code, _decoder_stack(code, n_features, hidden_units, activation, output_activation), name=DECODER
+        code, _decoder_stack(code, n_features, hidden_units, activation, output_activation, categorical_blocks), name=DECODER
     )
     return keras.Model(inputs, decoder(z), name="variational_autoencoder")
 
@@ -215,12 +218,120 @@ def _encoder(n_features, latent_dim, hidden_units, activation):
     return inputs, x
 
 
-def _decoder_stack(x, n_features, hidden_units, activation, output_activation=None):
+def _decoder_stack(x, n_features, hidden_units, activation, output_activation=None, categorical_blocks=()):
     """The mirrored hidden stack and the output layer (linear, or sigmoid for a
-    binary cross-entropy loss), applied to ``x``."""
+    binary cross-entropy loss; with ``categorical_blocks``, a softmax over each
+    one-hot block: ``CategoricalOutput``), applied to ``x``."""
     for i, units in enumerate(reversed(hidden_units)):
         x = keras.layers.Dense(units, activation=activation, name=f"decoder_{i}")(x)
-    return keras.layers.Dense(n_features, activation=output_activation, name="reconstruction")(x)
+    if not categorical_blocks:
+        return keras.layers.Dense(n_features, activation=output_activation, name="reconstruction")(x)
+    x = keras.layers.Dense(n_features, name="reconstruction_logits")(x)
+    return CategoricalOutput(categorical_blocks, activation=output_activation, name="reconstruction")(x)
+
+
+def _check_blocks(blocks, width: int) -> list[tuple[int, int]]:
+    blocks = sorted((int(start), int(size)) for start, size in blocks)
+    end = 0
+    for start, size in blocks:
+        if start < end or size < 2 or start + size > width:
+            raise ConfigError(
+                f"categorical blocks must be disjoint, of 2 or more values, within {width} values. "
+                f"Received: {blocks}"
+            )
+        end = start + size
+    return blocks
+
+
+@keras.saving.register_keras_serializable(package="autoenc")
+class CategoricalOutput(keras.layers.Layer):
+    """The output layer of a model with categorical features: a softmax over
+    each categorical feature's one-hot block (``blocks``: (first value,
+    size) pairs), so the block is a probability for each category, and
+    ``activation`` (none, or sigmoid) on every other value."""
+
+    def __init__(self, blocks, activation: str | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.blocks = [(int(start), int(size)) for start, size in blocks]
+        self.activation_name = activation
+        self._activation = keras.activations.get(activation)
+
+    def call(self, x):
+        width = x.shape[-1]
+        parts, position = [], 0
+        for start, size in _check_blocks(self.blocks, width):
+            if start > position:
+                parts.append(self._activation(x[:, position:start]))
+            parts.append(keras.ops.softmax(x[:, start : start + size], axis=-1))
+            position = start + size
+        if position < width:
+            parts.append(self._activation(x[:, position:]))
+        return keras.ops.concatenate(parts, axis=-1) if len(parts) > 1 else parts[0]
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "blocks": self.blocks, "activation": self.activation_name}
+
+
+def categorical_blocks(model: keras.Model) -> list[tuple[int, int]]:
+    """The (first value, size) of each softmax block of a model's output
+    (``CategoricalOutput``, searched in nested models too); ``[]`` for a
+    model without one (every kind without categorical features, and pca,
+    which reconstructs one-hot values linearly)."""
+    for layer in model.layers:
+        if isinstance(layer, CategoricalOutput):
+            return sorted((int(a), int(b)) for a, b in layer.blocks)
+        if isinstance(layer, keras.Model):
+            found = categorical_blocks(layer)
+            if found:
+                return found
+    return []
+
+
+# A predicted probability is taken as at least this in a cross-entropy (a
+# softmax in float32 rounds tiny probabilities to 0): at most -log(1e-7) = 16.1.
+MIN_PROBABILITY = 1e-7
+
+
+@keras.saving.register_keras_serializable(package="autoenc")
+class ReconstructionLoss(keras.losses.Loss):
+    """The training loss of a model with categorical features: per row, the
+    mean over its columns of each column's error: a numeric value's squared
+    error (``numeric="mse"``) or binary cross-entropy (``"bce"``), and a
+    categorical column's cross-entropy divided by ``log(size)`` (its block's
+    values), the cross-entropy of a uniform guess, so that knowing nothing of
+    a column costs about 1 either way (as predicting the mean of a z-scored
+    value does)."""
+
+    def __init__(self, blocks, width: int, numeric: str = "mse", name: str = "reconstruction_loss", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.blocks = _check_blocks(blocks, int(width))
+        self.width = int(width)
+        self.numeric = numeric
+        mask = np.ones(self.width, dtype="float32")
+        for start, size in self.blocks:
+            mask[start : start + size] = 0.0
+        self._mask = mask
+        self._columns = float(mask.sum() + len(self.blocks))
+
+    def call(self, y_true, y_pred):
+        ops = keras.ops
+        y_true = ops.cast(y_true, y_pred.dtype)
+        if self.numeric == "bce":
+            p = ops.clip(y_pred, MIN_PROBABILITY, 1.0 - MIN_PROBABILITY)
+            numeric = -(y_true * ops.log(p) + (1.0 - y_true) * ops.log(1.0 - p))
+        else:
+            numeric = ops.square(y_pred - y_true)
+        total = ops.sum(numeric * ops.convert_to_tensor(self._mask, dtype=y_pred.dtype), axis=-1)
+        for start, size in self.blocks:
+            p_true = ops.sum(y_true[:, start : start + size] * y_pred[:, start : start + size], axis=-1)
+            total = total - ops.log(ops.maximum(p_true, MIN_PROBABILITY)) / math.log(size)
+        return total / self._columns
+
+    def get_config(self):
+        return {**super().get_config(), "blocks": self.blocks, "width": self.width, "numeric": self.numeric}
 
 
 def build_conv(

@@ -220,6 +220,16 @@ class Normalizer:
             )
         return cls(mean=low, scale=_spread_floor(span, low, high), method=method)
 
+    def with_identity(self, slots: Sequence[tuple[int, int]]) -> Normalizer:
+        """The same normalization, but values in the (first value, size)
+        ``slots`` pass unchanged (mean 0, scale 1): a categorical feature's
+        one-hot block, which a softmax reconstructs as it is."""
+        mean, scale = self.mean.copy(), self.scale.copy()
+        for start, size in slots:
+            mean[start : start + size] = 0.0
+            scale[start : start + size] = 1.0
+        return Normalizer(mean=mean, scale=scale, method=self.method)
+
     def transform(self, x: np.ndarray) -> np.ndarray:
         """Raw float64 rows -> float32 normalized rows, the model's input.
 
@@ -409,30 +419,55 @@ class Imputation:
     median: np.ndarray
     indicators: tuple[int, ...]
     sample_rows: int
+    positions: tuple[int, ...] = ()
+    width: int = 0
+
+    def __post_init__(self):
+        # Default: the features are the whole row, in order.
+        if not self.positions:
+            object.__setattr__(self, "positions", tuple(range(len(self.names))))
+        if not self.width:
+            object.__setattr__(self, "width", len(self.names))
 
     @classmethod
     def from_sample(
-        cls, sample: np.ndarray, names: Sequence[str], sizes: Sequence[int] | None = None
+        cls,
+        sample: np.ndarray,
+        names: Sequence[str],
+        sizes: Sequence[int] | None = None,
+        *,
+        categorical: Sequence[str] = (),
     ) -> Imputation:
-        """From raw sampled rows [n, n_features], NaN where a value is missing.
+        """From raw sampled rows [n, width], NaN where a value is missing.
 
         Args:
             sample: the rows.
             names: the feature names.
             sizes: values per feature (default: 1 each); only scalar
                 features can be imputed.
+            categorical: categorical features (a missing value there is
+                their own category, not imputed): left out.
 
         Raises:
             ValueError: a feature is not scalar, or has no value in the
                 sample (naming it).
         """
-        tensors = [name for name, size in zip(names, sizes or [1] * len(names), strict=True) if size != 1]
+        sizes = list(sizes or [1] * len(names))
+        tensors = [
+            name for name, size in zip(names, sizes, strict=True) if size != 1 and name not in categorical
+        ]
         if tensors:
             raise ValueError(
                 f"missing values are imputed in scalar features only; {', '.join(map(repr, tensors))} "
                 "holds an image or sequence"
             )
+        offsets = np.cumsum([0, *sizes[:-1]]).astype(int).tolist()
+        kept = [(name, o) for name, o in zip(names, offsets, strict=True) if name not in categorical]
+        names = [name for name, _ in kept]
+        positions = [o for _, o in kept]
         sample = np.asarray(sample, dtype=np.float64)
+        width = sample.shape[1] if sample.ndim == 2 else sum(sizes)
+        sample = sample[:, positions] if sample.ndim == 2 else sample.reshape(0, len(names))
         missing = np.isnan(sample)
         empty = [name for name, none in zip(names, missing.all(axis=0), strict=True) if none]
         if empty or not len(sample):
@@ -446,18 +481,22 @@ class Imputation:
             median=median,
             indicators=tuple(int(j) for j in np.flatnonzero(missing.any(axis=0))),
             sample_rows=int(len(sample)),
+            positions=tuple(positions),
+            width=int(width),
         )
+
+    def _key(self) -> tuple:
+        return (self.names, self.indicators, self.sample_rows, self.positions, self.width)
 
     def __eq__(self, other) -> bool:
         return (
             isinstance(other, Imputation)
-            and (self.names, self.indicators, self.sample_rows)
-            == (other.names, other.indicators, other.sample_rows)
+            and self._key() == other._key()
             and np.array_equal(self.median, other.median)
         )
 
     def __hash__(self) -> int:
-        return hash((self.names, self.indicators, self.sample_rows, self.median.tobytes()))
+        return hash((*self._key(), self.median.tobytes()))
 
     @property
     def indicator_columns(self) -> tuple[str, ...]:
@@ -470,14 +509,18 @@ class Imputation:
         return tuple(f"{self.names[j]} (missing)" for j in self.indicators)
 
     def apply(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Raw rows [n, n_features] with NaN where missing -> the model's raw
-        input [n, n_features + len(indicators)] and the count of imputed
-        values per row (int32 [n])."""
+        """Raw rows [n, width] with NaN where missing -> the model's raw
+        input [n, width + len(indicators)] and the count of imputed values
+        per row (int32 [n])."""
         x = np.asarray(x, dtype=np.float64)
-        missing = np.isnan(x)
+        positions = list(self.positions)
+        values = x[:, positions]
+        missing = np.isnan(values)
         counts = missing.sum(axis=1).astype(np.int32)
         out = np.empty((len(x), x.shape[1] + len(self.indicators)), dtype=np.float64)
-        out[:, : x.shape[1]] = np.where(missing, self.median, x) if counts.any() else x
+        out[:, : x.shape[1]] = x
+        if counts.any():
+            out[:, positions] = np.where(missing, self.median, values)
         out[:, x.shape[1] :] = missing[:, list(self.indicators)]
         return out, counts
 
@@ -490,8 +533,11 @@ class Imputation:
         }
 
     @classmethod
-    def from_dict(cls, data: dict, names: Sequence[str]) -> Imputation:
-        """The inverse of ``to_dict`` for the features ``names``.
+    def from_dict(
+        cls, data: dict, names: Sequence[str], *, positions: Sequence[int] = (), width: int = 0
+    ) -> Imputation:
+        """The inverse of ``to_dict`` for the features ``names`` (at columns
+        ``positions`` of rows ``width`` wide; default: the whole row).
 
         Raises:
             ValueError: the dict does not match the features.
@@ -509,4 +555,6 @@ class Imputation:
             median=median,
             indicators=tuple(sorted(names.index(n) for n in indicators)),
             sample_rows=int(data.get("sample_rows", 0)),
+            positions=tuple(positions),
+            width=int(width),
         )

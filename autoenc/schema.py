@@ -22,6 +22,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from autoenc.categorical import can_be_categorical, is_categorical_type
 from autoenc.errors import InputError
 from autoenc.preprocessing import Imputation
 
@@ -125,18 +126,32 @@ class Feature:
         shape: ``()`` for a scalar column; for a tensor column (an image H x W x C
             or a sequence T x F, stored as (nested) lists), the shape of one row's
             value. The model sees its values flattened in row-major order.
+        categories: for a categorical feature, its vocabulary (text values,
+            ``None`` for null; ``()`` until it is learned); ``None`` for a
+            numeric one.
     """
 
     name: str
     dtype: str
     shape: tuple[int, ...] = ()
+    categories: tuple[str | None, ...] | None = None
+
+    @property
+    def categorical(self) -> bool:
+        """True for a categorical feature (a one-hot block, ``autoenc.categorical``)."""
+        return self.categories is not None
 
     @property
     def size(self) -> int:
-        """Values this feature contributes to a model input row."""
+        """Values this feature contributes to a model input row: for a
+        categorical one, a slot per category and the out-of-vocabulary slot."""
+        if self.categories is not None:
+            return len(self.categories) + 1
         return math.prod(self.shape)
 
     def describe(self) -> str:
+        if self.categories is not None:
+            return f"{self.name} (categorical{f', {len(self.categories)} categories' if self.categories else ''})"
         return f"{self.name} ({shape_text(self.shape)})" if self.shape else self.name
 
 
@@ -201,9 +216,54 @@ class FeatureSpec:
     def tensor_features(self) -> tuple[Feature, ...]:
         return tuple(f for f in self.features if f.shape)
 
+    @property
+    def categorical_features(self) -> tuple[Feature, ...]:
+        return tuple(f for f in self.features if f.categorical)
+
+    @property
+    def numeric_names(self) -> tuple[str, ...]:
+        """The scalar numeric features (the ones ``--missing impute`` imputes)."""
+        return tuple(f.name for f in self.features if not f.categorical and not f.shape)
+
+    def offsets(self) -> dict[str, int]:
+        """Each feature's first column in a row of the model's raw input."""
+        starts = np.cumsum([0] + [f.size for f in self.features[:-1]]) if self.features else []
+        return {f.name: int(o) for f, o in zip(self.features, starts, strict=True)}
+
+    @property
+    def categorical_slots(self) -> tuple[tuple[int, int], ...]:
+        """(first column, size) of each categorical feature's one-hot block."""
+        offsets = self.offsets()
+        return tuple((offsets[f.name], f.size) for f in self.categorical_features)
+
+    @property
+    def pending_vocabularies(self) -> tuple[str, ...]:
+        """Categorical features whose vocabulary is not learned yet."""
+        return tuple(f.name for f in self.categorical_features if not f.categories)
+
+    def with_vocabularies(self, vocabularies: dict[str, Sequence[str | None]]) -> FeatureSpec:
+        """The spec with these categorical features' vocabularies."""
+        return dataclasses.replace(
+            self,
+            features=tuple(
+                dataclasses.replace(f, categories=tuple(vocabularies[f.name]))
+                if f.categorical and f.name in vocabularies
+                else f
+                for f in self.features
+            ),
+        )
+
     def to_dict(self) -> dict:
         return {
-            "features": [{"name": f.name, "dtype": f.dtype, "shape": list(f.shape)} for f in self.features],
+            "features": [
+                {
+                    "name": f.name,
+                    "dtype": f.dtype,
+                    "shape": list(f.shape),
+                    **({"categories": list(f.categories)} if f.categorical else {}),
+                }
+                for f in self.features
+            ],
             "key_columns": list(self.key_columns),
             **(
                 {"excluded_columns": [{"name": n, "reason": why} for n, why in self.excluded]}
@@ -221,26 +281,33 @@ class FeatureSpec:
             ValueError: ``missing`` is not a policy autoenc knows, or does not
                 match the features.
         """
-        names = tuple(f["name"] for f in data["features"])
-        return cls(
-            features=tuple(
-                Feature(name=f["name"], dtype=f["dtype"], shape=tuple(f.get("shape", ())))
-                for f in data["features"]
-            ),
+        features = tuple(
+            Feature(
+                name=f["name"],
+                dtype=f["dtype"],
+                shape=tuple(f.get("shape", ())),
+                categories=None if f.get("categories") is None else tuple(f["categories"]),
+            )
+            for f in data["features"]
+        )
+        spec = cls(
+            features=features,
             key_columns=tuple(data["key_columns"]),
             excluded=tuple(
                 (e["name"], e["reason"]) for e in data.get("excluded_columns", []) if isinstance(e, dict)
             ),
-            imputation=_imputation(data.get("missing"), names),
         )
+        return dataclasses.replace(spec, imputation=_imputation(data.get("missing"), spec))
 
 
-def _imputation(missing, names: tuple[str, ...]) -> Imputation | None:
+def _imputation(missing, spec: FeatureSpec) -> Imputation | None:
     if missing is None or missing == {"policy": "reject"}:
         return None
     if not isinstance(missing, dict) or missing.get("policy") != "impute":
         raise ValueError(f"missing.policy must be 'reject' or 'impute'. Received: {missing!r}")
-    return Imputation.from_dict(missing, names)
+    offsets = spec.offsets()
+    names = spec.numeric_names
+    return Imputation.from_dict(missing, names, positions=[offsets[n] for n in names], width=spec.width)
 
 
 def check_reserved_names(schema: pa.Schema, *, copied: Sequence[str], source: str) -> None:
@@ -301,6 +368,7 @@ def infer_spec(
     label_column: str | None = None,
     shapes: Sequence[str] = (),
     first_rows: pa.Table | None = None,
+    categorical_columns: Sequence[str] | None = None,
     source: str,
 ) -> FeatureSpec:
     """Builds the feature spec for data with the given Arrow schema.
@@ -317,6 +385,13 @@ def infer_spec(
             without a named shape, in order).
         first_rows: the first rows of the data, to infer the shape of a tensor
             column whose shape is neither declared nor fixed by its type.
+        categorical_columns: features to treat as categorical (``--categorical_columns``;
+            integer columns only when named here). Every string, dictionary and
+            boolean feature is categorical too. With ``features=None`` they join
+            the default features, and so does every string, dictionary and
+            boolean column that does not look like an identifier or free text
+            (``not_a_category``). Their vocabularies are learned later
+            (``FeatureSpec.with_vocabularies``).
         source: file the schema was read from, named in error messages.
 
     Returns:
@@ -352,6 +427,7 @@ def infer_spec(
         ]
         unnamed = sum("=" not in text for text in shapes)
         declared |= set([n for n in variable if n not in declared][:unnamed])
+        named_categorical = set(categorical_columns or ())
         names = [
             f.name
             for f in schema
@@ -360,10 +436,18 @@ def infer_spec(
             and (
                 is_numeric(f.type)
                 or (is_tensor(f.type) and (_fixed_shape(f.type) is not None or f.name in declared))
+                or is_categorical_type(f.type)
+                or f.name in named_categorical
             )
         ]
         for name in list(names):
-            reason = not_a_measurement(name, schema.field(name).type, _sample_values(first_rows, name))
+            if name in named_categorical:
+                continue
+            arrow_type = schema.field(name).type
+            if is_categorical_type(arrow_type):
+                reason = not_a_category(name, arrow_type, first_rows)
+            else:
+                reason = not_a_measurement(name, arrow_type, _sample_values(first_rows, name))
             if reason:
                 names.remove(name)
                 excluded.append((name, reason))
@@ -383,10 +467,10 @@ def infer_spec(
                 else ""
             )
             raise InputError(
-                f"{source} has no numeric column to use as a feature (columns: "
+                f"{source} has no column to use as a feature (columns: "
                 f"{', '.join(f'{f.name}: {f.type}' for f in schema)}). autoenc needs "
-                "integer or floating-point feature columns, or lists of them; pass "
-                f"--features to choose them.{hint}{skipped}"
+                "integer or floating-point feature columns, lists of them, or categorical "
+                f"(string, boolean) columns; pass --features to choose them.{hint}{skipped}"
             )
     else:
         names = list(features)
@@ -402,13 +486,30 @@ def infer_spec(
         if name not in schema.names:
             raise _missing("Feature", name, schema, source)
         arrow_type = schema.field(name).type
-        if not (is_numeric(arrow_type) or is_tensor(arrow_type)):
+        if not (is_numeric(arrow_type) or is_tensor(arrow_type) or is_categorical_type(arrow_type)):
             raise InputError(
                 f"Feature column '{name}' in {source} has type {arrow_type}; autoenc "
-                "needs integer or floating-point features, or (nested) lists of them "
-                "for images and sequences. Leave it out of --features (or make it a key "
-                "column), or convert it to a number."
+                "needs integer or floating-point features, (nested) lists of them "
+                "for images and sequences, or categorical columns (strings, booleans, "
+                "dictionaries). Leave it out of --features (or make it a key column), "
+                "or convert it."
             )
+    categorical = {n for n in names if is_categorical_type(schema.field(n).type)}
+    for name in categorical_columns or ():
+        if name not in schema.names:
+            raise _missing("Categorical", name, schema, source)
+        if name not in names:
+            raise InputError(
+                f"--categorical_columns names '{name}', which is not a feature "
+                f"(features: {', '.join(names)}). Add it to --features too."
+            )
+        if not can_be_categorical(schema.field(name).type):
+            raise InputError(
+                f"--categorical_columns names '{name}', whose type in {source} is "
+                f"{schema.field(name).type}; a categorical column holds strings, booleans or "
+                "integers (a floating-point or list column cannot be one)."
+            )
+        categorical.add(name)
     tensors = [n for n in names if is_tensor(schema.field(n).type)]
     declared = _declared_shapes(shapes, tensors)
     spec_features = []
@@ -423,7 +524,9 @@ def infer_spec(
                     f"{arrow_type}): declare it with --shape {name}=H,W,C (or T,F)."
                 )
             _check_shape_fits(name, shape, arrow_type, source)
-        spec_features.append(Feature(name=name, dtype=str(arrow_type), shape=shape))
+        spec_features.append(
+            Feature(name=name, dtype=str(arrow_type), shape=shape, categories=() if name in categorical else None)
+        )
     return FeatureSpec(features=tuple(spec_features), key_columns=key_columns, excluded=tuple(excluded))
 
 
@@ -480,6 +583,46 @@ def not_a_measurement(name: str, arrow_type: pa.DataType, values: np.ndarray | N
     if integer and (np.abs(values) > 2.0**53).any():
         return (
             f"values beyond 2**53 (e.g. {values[np.abs(values) > 2.0**53][0]:.4g}): an identifier or a hash"
+        )
+    return None
+
+
+_LABEL_TOKENS = {"label", "labels", "target"}
+# A sampled string column with at least this share of distinct values (and
+# more than ``autoenc.categorical.MAX_CATEGORIES`` of them) is an identifier
+# or free text, not a category.
+DISTINCT_SHARE = 0.5
+
+
+def not_a_category(name: str, arrow_type: pa.DataType, rows: pa.Table | None) -> str | None:
+    """Why a string, dictionary or boolean column is left out of the default
+    features, or ``None``: its name looks like an identifier (as
+    ``not_a_measurement``), or in the sampled rows most of its values are
+    distinct (an identifier, a timestamp as text, free text).
+
+    Example:
+        >>> not_a_category("user_id", pa.string(), None)
+        'its name looks like an identifier'
+        >>> rows = pa.table({"comment": [f"text {i}" for i in range(200)]})
+        >>> not_a_category("comment", pa.string(), rows)
+        '200 distinct values in 200 sampled rows: an identifier or free text, not a category'
+    """
+    if pa.types.is_boolean(arrow_type):
+        return None
+    if _IDENTIFIER_TOKENS.intersection(_tokens(name)):
+        return "its name looks like an identifier"
+    if _LABEL_TOKENS.intersection(_tokens(name)):
+        return "its name looks like a label (known anomalies: --label_column)"
+    if rows is None or name not in rows.column_names:
+        return None
+    from autoenc.categorical import MAX_CATEGORIES, category_text
+
+    values = category_text(rows.column(name)).drop_null()
+    distinct = len(pc.unique(values)) if len(values) else 0
+    if distinct > MAX_CATEGORIES and distinct >= DISTINCT_SHARE * len(values):
+        return (
+            f"{distinct} distinct values in {len(values)} sampled rows: an identifier or free text, "
+            "not a category"
         )
     return None
 
@@ -626,6 +769,14 @@ def check_compatible(
             raise _missing("Key", name, schema, source)
     for feature in spec.features:
         arrow_type = schema.field(feature.name).type
+        if feature.categorical:
+            if not can_be_categorical(arrow_type):
+                raise InputError(
+                    f"Feature column '{feature.name}' in {source} has type {arrow_type}, but the "
+                    f"model {model} was trained on it as a categorical column ({feature.dtype}): "
+                    "strings, booleans or integers."
+                )
+            continue
         if feature.shape:
             if not is_tensor(arrow_type):
                 raise InputError(

@@ -417,6 +417,64 @@ def score_columns(scores: Scores, feature_names, imputed: np.ndarray | None = No
     return columns
 
 
+def row_errors(width: int, blocks, sizes):
+    """The reconstruction error of rows as a TensorFlow function of the
+    normalized input ``x`` and the reconstruction (float32 [n, width]):
+    returns (error float64 [n], per-feature error float64 [n, n_features]
+    or ``None``).
+
+    Without categorical blocks the error is the mean squared error over the
+    values (and ``None`` for the per-feature part: ``Scorer`` computes the
+    shares overflow-safely itself). With them (``blocks``: (first value,
+    size) of each softmax block), as ``autoenc.models.ReconstructionLoss``:
+    the mean over the columns of a numeric value's squared error and a
+    categorical column's cross-entropy divided by ``log(size)``.
+    """
+    import tensorflow as tf
+
+    from autoenc.models import MIN_PROBABILITY
+
+    if not blocks:
+
+        def plain(x, reconstruction, with_features=False):
+            diff64 = tf.cast(reconstruction - x, tf.float64)
+            return tf.reduce_mean(diff64 * diff64, axis=1), None
+
+        return plain
+    mask = np.ones(width)
+    for start, size in blocks:
+        mask[start : start + size] = 0.0
+    columns = float(mask.sum() + len(blocks))
+    numeric = tf.constant(mask, tf.float64)
+    # values -> features, for the numeric values; blocks -> features.
+    feature_of = np.repeat(np.arange(len(sizes)), sizes)
+    to_features = np.zeros((width, len(sizes)))
+    to_features[np.arange(width), feature_of] = mask
+    block_to_feature = np.zeros((len(blocks), len(sizes)))
+    block_to_feature[np.arange(len(blocks)), [feature_of[start] for start, _ in blocks]] = 1.0
+    to_features, block_to_feature = tf.constant(to_features), tf.constant(block_to_feature)
+
+    def categorical(x, reconstruction, with_features=False):
+        x64, r64 = tf.cast(x, tf.float64), tf.cast(reconstruction, tf.float64)
+        squared = tf.square(r64 - x64) * numeric
+        entropies = tf.stack(
+            [
+                -tf.math.log(
+                    tf.maximum(tf.reduce_sum(x64[:, a : a + k] * r64[:, a : a + k], axis=1), MIN_PROBABILITY)
+                )
+                / math.log(k)
+                for a, k in blocks
+            ],
+            axis=1,
+        )
+        error = (tf.reduce_sum(squared, axis=1) + tf.reduce_sum(entropies, axis=1)) / columns
+        if not with_features:
+            return error, None
+        return error, tf.matmul(squared, to_features) + tf.matmul(entropies, block_to_feature)
+
+    return categorical
+
+
 class Scorer:
     """Scores raw feature rows with a trained autoencoder.
 
@@ -457,7 +515,7 @@ class Scorer:
     ):
         import tensorflow as tf
 
-        from autoenc.models import scoring_model
+        from autoenc.models import categorical_blocks, scoring_model
 
         self.normalizer = normalizer
         self.threshold = float(threshold)
@@ -482,14 +540,21 @@ class Scorer:
             latent_mean = tf.constant(latent_distribution.mean, tf.float64)
             precision = tf.constant(latent_distribution.precision, tf.float64)
 
+        blocks = categorical_blocks(autoencoder)
+        self.categorical_blocks = blocks
+        errors = row_errors(width, blocks, sizes)
+
         def predict(x):
             latent, reconstruction = model(x, training=False)
             # The error in the graph, not in numpy: no reconstruction copied out.
             # The difference of float32 values, squared and averaged in float64.
             diff = tf.reshape(reconstruction, tf.shape(x)) - x
-            diff64 = tf.cast(diff, tf.float64)
-            out = {"latent": latent, "error": tf.reduce_mean(diff64 * diff64, axis=1)}
-            if top_k:
+            error, per_feature = errors(x, tf.reshape(reconstruction, tf.shape(x)), with_features=bool(top_k))
+            out = {"latent": latent, "error": error}
+            if top_k and per_feature is not None:
+                share = tf.math.divide_no_nan(per_feature, tf.reduce_sum(per_feature, axis=1, keepdims=True))
+                out["top_share"], out["top_index"] = tf.math.top_k(tf.cast(share, tf.float32), k=top_k)
+            elif top_k:
                 # Shares are scale-free: divide each row by its largest
                 # difference first, so squaring cannot overflow float32.
                 unit = tf.math.divide_no_nan(diff, tf.reduce_max(tf.abs(diff), axis=1, keepdims=True))

@@ -101,9 +101,14 @@ def train_staged(
         normalizer = Normalizer.from_stats(stats, config.resolved_normalization, sizes=list(spec.model_sizes))
     except ValueError as e:
         raise InputError(f"Cannot normalize the training rows: {e}.") from e
+    # Categorical one-hot blocks: reconstructed by a softmax, so left as 0/1
+    # (pca reconstructs them linearly, as normalized values).
+    blocks = spec.categorical_slots if config.model != "pca" else ()
+    normalizer = normalizer.with_identity(blocks)
     shape = spec.features[0].shape if config.model in TENSOR_KINDS else None
     result = fit(
         config,
+        categorical_blocks=blocks,
         n_features=spec.model_width,
         normalizer=normalizer,
         shape=shape,

@@ -427,6 +427,7 @@ def fit(
     n_train: int,
     n_val: int,
     verbose: int | str = "auto",
+    categorical_blocks: Sequence[tuple[int, int]] = (),
 ) -> FitResult:
     """Builds the model of ``config`` and fits it on staged rows with early stopping.
 
@@ -437,6 +438,11 @@ def fit(
         shape: for ``conv`` and ``lstm``: the shape of the one tensor feature.
         train_files, val_files: staged TFRecord files (see ``encode_chunk``).
         n_train, n_val: rows in each.
+        categorical_blocks: (first value, size) of each categorical
+            feature's one-hot block (``FeatureSpec.categorical_slots``): the
+            model reconstructs them with a softmax, and the loss is
+            ``autoenc.models.ReconstructionLoss``. The pca kind takes them as
+            plain values.
         verbose: the progress shown during the final training
             (``autoenc.progress``): 0 none, 1 one line rewritten in place, 2 a
             log line every few epochs and at the end, ``"auto"`` 1 when
@@ -470,7 +476,8 @@ def fit(
     )
     if config.model == "pca":
         return _fit_pca(config, n_features, shape, train_ds, val_ds)
-    model, warmup, start = _best_start(config, n_features, shape, train_ds, val_ds, n_train, n_val)
+    blocks = tuple(categorical_blocks)
+    model, warmup, start = _best_start(config, n_features, shape, train_ds, val_ds, n_train, n_val, blocks)
     stopper = early_stopping(config.patience, config.min_improvement)
     timer = epoch_timer()
     callbacks = [
@@ -591,18 +598,19 @@ def _fit_pca(config: TrainingConfig, n_features: int, shape, train_ds, val_ds) -
     return FitResult(model=model, loss=[loss], val_loss=[val_loss], best_epoch=1, start="svd")
 
 
-def build_model(config: TrainingConfig, n_features: int, shape=None, seed: int = 0):
+def build_model(config: TrainingConfig, n_features: int, shape=None, seed: int = 0, categorical_blocks=()):
     """A freshly initialized, uncompiled model of ``config``'s kind for rows of
-    ``n_features`` values (``shape``: the tensor feature's, for conv and lstm).
+    ``n_features`` values (``shape``: the tensor feature's, for conv and lstm;
+    ``categorical_blocks``: as ``fit``).
 
     Raises:
         ConfigError: the kind cannot take this data (e.g. a pca latent wider than
             the data, or an image shape conv cannot use).
     """
-    return _new_model(config, n_features, shape, seed)
+    return _new_model(config, n_features, shape, seed, tuple(categorical_blocks))
 
 
-def _new_model(config: TrainingConfig, n_features: int, shape, seed: int):
+def _new_model(config: TrainingConfig, n_features: int, shape, seed: int, blocks=()):
     """A freshly initialized, uncompiled model of ``config``'s kind."""
     import keras
 
@@ -618,10 +626,22 @@ def _new_model(config: TrainingConfig, n_features: int, shape, seed: int):
         beta=config.beta,
         shape=shape,
         output_activation="sigmoid" if config.resolved_normalization == "minmax" else None,
+        categorical_blocks=blocks if config.model != "pca" else (),
     )
 
 
-def _best_start(config, n_features, shape, train_ds, val_ds, n_train, n_val):
+def training_loss(config: TrainingConfig, model):
+    """The loss ``model`` trains with: ``config.keras_loss``, or with
+    categorical blocks in its output, ``autoenc.models.ReconstructionLoss``."""
+    from autoenc.models import ReconstructionLoss, categorical_blocks
+
+    blocks = categorical_blocks(model)
+    if not blocks:
+        return config.keras_loss
+    return ReconstructionLoss(blocks, model.outputs[0].shape[-1], numeric=config.resolved_loss)
+
+
+def _best_start(config, n_features, shape, train_ds, val_ds, n_train, n_val, blocks=()):
     """Successive halving over ``config.resolved_n_init`` starts.
 
     A narrow bottleneck trained from random weights can settle early into a
@@ -645,19 +665,19 @@ def _best_start(config, n_features, shape, train_ds, val_ds, n_train, n_val):
     import keras
 
     n_init = config.resolved_n_init(n_features)
-    model = _new_model(config, n_features, shape, config.seed * 1000)
+    model = _new_model(config, n_features, shape, config.seed * 1000, blocks)
     starts = []  # (name, weights)
     if config.resolved_init(n_features) == "spectral":
-        spectral = _spectral_start(config, n_features, shape, train_ds, n_train)
+        spectral = _spectral_start(config, n_features, shape, train_ds, n_train, blocks)
         if spectral is not None:
             starts.append(("spectral", spectral))
     if not starts or n_init > 1:
         starts.append(("random 0", model.get_weights()))
     for i in range(1, n_init - (starts[0][0] == "spectral")):
         starts.append(
-            (f"random {i}", _new_model(config, n_features, shape, config.seed * 1000 + i).get_weights())
+            (f"random {i}", _new_model(config, n_features, shape, config.seed * 1000 + i, blocks).get_weights())
         )
-    model.compile(optimizer=keras.optimizers.Adam(config.learning_rate), loss=config.keras_loss)
+    model.compile(optimizer=keras.optimizers.Adam(config.learning_rate), loss=training_loss(config, model))
     if len(starts) == 1:
         model.set_weights(starts[0][1])
         return model, [], starts[0][0]
@@ -698,7 +718,7 @@ def _best_start(config, n_features, shape, train_ds, val_ds, n_train, n_val):
     return model, rounds, name
 
 
-def _spectral_start(config, n_features, shape, train_ds, n_train):
+def _spectral_start(config, n_features, shape, train_ds, n_train, blocks=()):
     """Weights of a model whose encoder maps a sample of the training rows to their
     spectral coordinates (``autoenc.spectral``) and whose decoder was then fitted
     to that encoder, with the encoder frozen. Training the whole network at once
@@ -730,7 +750,7 @@ def _spectral_start(config, n_features, shape, train_ds, n_train):
     if config.model == "sparse":
         # Its latent is a ReLU: the targets must be >= 0 to be reachable.
         target -= target.min(axis=0)
-    model = _new_model(config, n_features, shape, config.seed * 1000 + config.resolved_n_init(n_features))
+    model = _new_model(config, n_features, shape, config.seed * 1000 + config.resolved_n_init(n_features), blocks)
     encoder = keras.Model(model.inputs, model.get_layer(LATENT_LAYER).output)
     encoder.compile(optimizer=keras.optimizers.Adam(config.learning_rate), loss="mse")
     batch = min(64, len(sample))
@@ -745,7 +765,7 @@ def _spectral_start(config, n_features, shape, train_ds, n_train):
     encoder_loss = history.history["loss"][-1]
     for layer in encoder.layers:
         layer.trainable = False
-    model.compile(optimizer=keras.optimizers.Adam(config.learning_rate), loss=config.keras_loss)
+    model.compile(optimizer=keras.optimizers.Adam(config.learning_rate), loss=training_loss(config, model))
     history = model.fit(
         train_ds.repeat(), steps_per_epoch=SPECTRAL_DECODER_STEPS, epochs=1, verbose=0, shuffle=False
     )

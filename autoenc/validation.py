@@ -25,6 +25,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from autoenc.categorical import encode, one_hot
+from autoenc.errors import InputError
 from autoenc.schema import FeatureSpec, is_tensor, list_depth, shape_text
 
 
@@ -61,6 +63,11 @@ class ValidatedBatch:
             (``--missing impute``); else ``None``.
         missing: feature name -> missing values imputed in it (only features
             with any), with ``imputed``; else ``None``.
+        out_of_vocabulary: bool [n_valid], True for a valid row with a
+            categorical value outside its vocabulary (the OOV slot), when
+            the spec has categorical features; else ``None``.
+        unseen: categorical feature -> valid rows whose value took its OOV
+            slot (only features with any), with ``out_of_vocabulary``.
     """
 
     valid: np.ndarray
@@ -69,6 +76,8 @@ class ValidatedBatch:
     labels: np.ndarray | None = None
     imputed: np.ndarray | None = None
     missing: dict[str, int] | None = None
+    out_of_vocabulary: np.ndarray | None = None
+    unseen: dict[str, int] | None = None
 
 
 def conform_batch(
@@ -222,9 +231,29 @@ def validate_batch(
     # in the order the user sees them.
     problems: list[tuple[np.ndarray, str]] = []
     offset = 0
+    out_of_vocabulary = np.zeros(n, dtype=bool) if spec.categorical_features else None
+    oov_by_column: dict[str, np.ndarray] = {}
     for feature in spec.features:
         name = feature.name
         column = batch.column(name)
+        if feature.categorical:
+            codes, null = _category_codes(column, feature, name)
+            if by_column:
+                block = columns[offset : offset + feature.size]
+                block[:] = 0.0
+                block[codes, np.arange(n)] = 1.0
+            else:
+                features[:, offset : offset + feature.size] = one_hot(codes, feature.size)
+            offset += feature.size
+            oov = codes == feature.size - 1
+            if null is not None and not impute and None not in feature.categories:
+                problems.append((null, f"column '{name}' is null"))
+                bad |= null
+                oov &= ~null
+            if oov.any():
+                oov_by_column[name] = oov
+                out_of_vocabulary |= oov
+            continue
         if feature.shape:
             values, column_problems = _tensor_values(column, feature)
             features[:, offset : offset + feature.size] = values
@@ -297,9 +326,16 @@ def validate_batch(
     features = features[valid] if bad.any() else features
     imputed = by_column = None
     if impute and spec.imputation is not None:
-        gaps = np.isnan(features).sum(axis=0)
-        by_column = {name: int(gaps[j]) for j, name in enumerate(spec.names) if gaps[j]}
-        features, imputed = spec.imputation.apply(features)
+        imputation = spec.imputation
+        gaps = np.isnan(features[:, list(imputation.positions)]).sum(axis=0)
+        by_column = {name: int(gaps[j]) for j, name in enumerate(imputation.names) if gaps[j]}
+        features, imputed = imputation.apply(features)
+    unseen = None
+    if out_of_vocabulary is not None:
+        unseen = {
+            name: int(np.count_nonzero(mask[valid])) for name, mask in oov_by_column.items() if mask[valid].any()
+        }
+        out_of_vocabulary = out_of_vocabulary[valid]
     return ValidatedBatch(
         valid=valid,
         features=features,
@@ -307,7 +343,25 @@ def validate_batch(
         labels=None if labels is None else labels[valid],
         imputed=imputed,
         missing=by_column,
+        out_of_vocabulary=out_of_vocabulary,
+        unseen=unseen,
     )
+
+
+def _category_codes(column, feature, name: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """A categorical column's slots (``autoenc.categorical.encode``) and its
+    null mask (``None`` when it has no null)."""
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    try:
+        codes = encode(column, feature.categories)
+    except (TypeError, pa.ArrowInvalid, pa.ArrowNotImplementedError) as e:
+        raise InputError(
+            f"Categorical column '{name}' has type {column.type}; expected strings, booleans or "
+            f"integers ({e})."
+        ) from e
+    null = column.is_null().to_numpy(zero_copy_only=False) if column.null_count else None
+    return codes, null
 
 
 def key_problems(column, name: str) -> list[tuple[np.ndarray, str]]:

@@ -27,6 +27,7 @@ from apache_beam.options.pipeline_options import (
     StandardOptions,
 )
 
+from autoenc.categorical import MAX_CATEGORIES
 from autoenc.errors import ConfigError
 from autoenc.preprocessing import EXTREME_SPREADS, MISSING
 from autoenc.training import (
@@ -184,7 +185,29 @@ TRAIN_FLAGS = (
         default=None,
         help="Comma-separated feature columns, in model order.",
         shown="every numeric column (scalar, or lists of numbers for images and sequences) "
-        "that is not a key column",
+        "and every string, dictionary and boolean column that is not a key column and does not "
+        "look like an identifier, a timestamp or free text",
+    ),
+    flag(
+        "--categorical_columns",
+        topic="features",
+        commands=(TRAIN,),
+        type=name_list,
+        default=None,
+        help="Comma-separated feature columns to treat as categorical (each a one-hot block "
+        "of its most frequent values, scored by cross-entropy); integer columns are "
+        "categorical only when named here.",
+        shown="every string, dictionary and boolean feature column",
+    ),
+    flag(
+        "--max_categories",
+        topic="features",
+        commands=(TRAIN,),
+        type=int,
+        default=MAX_CATEGORIES,
+        help="Categories a categorical column keeps: its most frequent values in the training "
+        "input (counted in the Beam pass); rarer values and values never seen share one "
+        "out-of-vocabulary slot.",
     ),
     flag(
         "--shape",
@@ -226,7 +249,8 @@ TRAIN_FLAGS = (
         "the reason); impute gives it the feature's median over a sample taken at launch and adds "
         "a missing-indicator input for each feature with missing values in that sample; the "
         "model keeps the choice, and its scores count the values imputed per row (column "
-        "imputed_values). Infinite values reject their row either way. Scalar features only.",
+        "imputed_values). A null in a categorical column is a category of its own under impute. "
+        "Infinite values reject their row either way. Scalar features only.",
     ),
     flag(
         "--model",

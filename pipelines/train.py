@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import logging
 import os
 import sys
@@ -249,7 +250,12 @@ def imputation(features: np.ndarray, spec, plan) -> Imputation:
         ConfigError: a tensor feature, or a feature with no value in the sample.
     """
     try:
-        return Imputation.from_sample(features, spec.names, sizes=[f.size for f in spec.features])
+        return Imputation.from_sample(
+            features,
+            spec.names,
+            sizes=[f.size for f in spec.features],
+            categorical=[f.name for f in spec.categorical_features],
+        )
     except ValueError as e:
         raise ConfigError(
             f"--missing=impute: {e} (the launch sample of {plan.files[0].path} and the other input "
@@ -271,6 +277,11 @@ class TrainJob:
         model_dir: where the new version is written.
         split_by: ``position`` or ``key`` (how rows go to validation).
         threshold: how the anomaly threshold is set.
+        sample: the rows sampled at launch (bounds, imputation).
+        spreads: ``--extreme_value_spreads``.
+        max_categories: ``--max_categories``.
+        vocabularies: per categorical column, what the vocabulary pass
+            counted (``transforms.LearnVocabularies``).
     """
 
     config: TrainingConfig
@@ -278,10 +289,14 @@ class TrainJob:
     plan: io.InputPlan
     spec: FeatureSpec
     schema: pa.Schema
-    bounds: ExtremeBounds
+    bounds: ExtremeBounds | None
     model_dir: str
     split_by: str
     threshold: ThresholdOptions
+    sample: pa.Table | None = None
+    spreads: float = 0.0
+    max_categories: int = 0
+    vocabularies: dict | None = None
 
     @property
     def label_column(self) -> str | None:
@@ -302,6 +317,7 @@ class TrainJob:
             "split_by": self.split_by,
             "reconciliation": reconciliation["checks"],
             "extreme_value_bounds": self.bounds.to_dict(),
+            **({"categorical": self.vocabularies} if self.vocabularies else {}),
             "determinism": {
                 "seed": self.config.seed,
                 "split_by": self.split_by,
@@ -353,6 +369,7 @@ def plan_job(options, config: TrainingConfig) -> TrainJob:
     spec = infer_spec(
         plan.schema,
         features=opt.features,
+        categorical_columns=opt.categorical_columns,
         key_columns=opt.key_columns,
         label_column=opt.label_column,
         shapes=opt.shape or (),
@@ -370,26 +387,107 @@ def plan_job(options, config: TrainingConfig) -> TrainJob:
             "--split_by=key splits rows by the values of their key columns, and there are none. "
             "Name them with --key_columns, or use --split_by=position."
         )
+    if spec.categorical_features and config.model in TENSOR_KINDS:
+        raise ConfigError(f"--model={config.model} takes one tensor feature, no categorical column.")
+    if opt.max_categories < 1:
+        raise ConfigError(f"--max_categories must be >= 1. Received: {opt.max_categories}")
     columns = set(spec.names) | set(spec.key_columns) | ({opt.label_column} if opt.label_column else set())
     schema = io.model_schema(plan.project(columns), spec, plan.fmt)
-    sampled = sample_features(sample, schema, spec, config.missing)
-    if config.missing == "impute":
-        spec = dataclasses.replace(spec, imputation=imputation(sampled, spec, plan))
     job = TrainJob(
         config=config,
         pattern=inp.input,
         plan=plan,
         spec=spec,
         schema=schema,
-        bounds=extreme_bounds(sampled, spec, opt.extreme_value_spreads),
+        bounds=None,
         model_dir=inp.model_dir,
         split_by=opt.split_by,
         threshold=ThresholdOptions(opt.threshold, opt.contamination, opt.target_fpr, opt.label_column),
+        sample=sample,
+        spreads=opt.extreme_value_spreads,
+        max_categories=opt.max_categories,
     )
-    # Build the model once now: a combination the kind cannot take stops here,
-    # before the pass over the data.
-    build_model(config, spec.model_width, job.shape)
+    if spec.pending_vocabularies:
+        # Checked again with the vocabularies' widths once they are learned.
+        build_model(config, spec.model_width + len(spec.categorical_features), job.shape)
+        return job
+    return complete_job(job)
+
+
+def complete_job(job: TrainJob) -> TrainJob:
+    """With every vocabulary known: the imputation (``--missing impute``) and
+    the extreme-value bounds from the launch sample, and the model built once,
+    so that a combination the kind cannot take stops before the pass over the
+    data."""
+    spec = job.spec
+    sampled = sample_features(job.sample, job.schema, spec, job.config.missing)
+    if job.config.missing == "impute":
+        spec = dataclasses.replace(spec, imputation=imputation(sampled, spec, job.plan))
+    job = dataclasses.replace(job, spec=spec, bounds=extreme_bounds(sampled, spec, job.spreads), sample=None)
+    blocks = spec.categorical_slots if job.config.model != "pca" else ()
+    build_model(job.config, spec.model_width, job.shape, categorical_blocks=blocks)
     return job
+
+
+def learn_vocabularies(job: TrainJob, options, version_dir: str) -> TrainJob:
+    """Learns the categorical columns' vocabularies in a Beam pass over the
+    input (``transforms.LearnVocabularies``), then completes the job
+    (``complete_job``). Nothing to do without categorical columns.
+
+    Raises:
+        InputError: a categorical column with no value in the input.
+    """
+    names = job.spec.pending_vocabularies
+    if not names:
+        return job
+    inp = options.view_as(InputOptions)
+    path = artifacts.join(version_dir, STAGING, "vocabulary.json")
+    started = time.time()
+    with beam.Pipeline(options=options) as p:
+        (
+            p
+            | "ReadRecords"
+            >> io.ReadRecords(
+                job.plan,
+                schema=job.schema,
+                spec=job.spec,
+                batch_rows=inp.read_batch_rows,
+                batch_bytes=inp.read_batch_bytes,
+            )
+            | "LearnVocabularies"
+            >> transforms.LearnVocabularies(
+                names, path, max_categories=job.max_categories, nulls=job.config.missing == "impute"
+            )
+        )
+    counted = json.loads(io.read_bytes(path).decode())
+    empty = [name for name in names if not counted.get(name, {}).get("categories")]
+    if empty:
+        raise InputError(
+            f"Categorical column(s) {', '.join(map(repr, empty))} have no value in the input "
+            f"{job.pattern} (every value null"
+            + (", and --missing=reject" if job.config.missing == "reject" else "")
+            + "). Leave them out of --features."
+        )
+    vocabularies = {name: counted[name]["categories"] for name in names}
+    print(
+        f"autoenc train: learned the categories of {len(names)} column(s) in {time.time() - started:.1f} s: "
+        + "; ".join(
+            f"'{name}' {len(vocabularies[name])} of {counted[name]['distinct']} values"
+            for name in names
+        ),
+        file=sys.stderr,
+    )
+    info = {
+        name: {
+            "distinct": counted[name]["distinct"],
+            "rows": counted[name]["rows"],
+            "kept": len(vocabularies[name]),
+            "rows_kept": int(sum(counted[name]["counts"])),
+        }
+        for name in names
+    }
+    job = dataclasses.replace(job, spec=job.spec.with_vocabularies(vocabularies), vocabularies=info)
+    return complete_job(job)
 
 
 def announce(job: TrainJob, options) -> None:
@@ -553,6 +651,7 @@ def run(argv=None, save_main_session=False):
     announce(job, options)
     cleanup_abandoned(job.model_dir)
     with new_version(job.model_dir) as (version, version_dir):
+        job = learn_vocabularies(job, options, version_dir)
         with beam.Pipeline(options=options) as p:
             build_pipeline(
                 p, job, version_dir, batch_rows=inp.read_batch_rows, batch_bytes=inp.read_batch_bytes

@@ -21,6 +21,7 @@ import apache_beam as beam
 import numpy as np
 import pyarrow as pa
 
+from autoenc.categorical import top_counts, value_counts
 from autoenc.schema import FeatureSpec
 from autoenc.training import staged_file
 from autoenc.validation import rejected_table, validate_batch
@@ -351,3 +352,84 @@ def reconciliation_error(result: dict, where: str):
         f"committed to {where}. If an input file changed while the job ran, run again; otherwise "
         "this is a bug in autoenc or the runner: please report it with these figures."
     )
+
+
+class _CountValuesFn(beam.DoFn):
+    """Per chunk: ((column, value), count) of each categorical column's values
+    (rows that did not fit the schema left out)."""
+
+    def __init__(self, names: tuple[str, ...], nulls: bool):
+        self._names = names
+        self._nulls = nulls
+
+    def process(self, chunk):
+        batch = chunk.batch
+        if chunk.reasons is not None:
+            batch = batch.filter(pa.array([r is None for r in chunk.reasons]))
+        for name in self._names:
+            for value, count in value_counts(batch.column(name), nulls=self._nulls).items():
+                yield (name, value), count
+
+
+class _TopCategoriesFn(beam.CombineFn):
+    """Per column, from complete (value, count) pairs: the ``limit`` most
+    frequent (``autoenc.categorical.top_counts``), how many distinct values
+    there were and how many rows had one."""
+
+    def __init__(self, limit: int):
+        self._limit = limit
+
+    def create_accumulator(self):
+        return [], 0, 0
+
+    def add_input(self, accumulator, element):
+        top, distinct, rows = accumulator
+        return top_counts([*top, element], self._limit), distinct + 1, rows + element[1]
+
+    def merge_accumulators(self, accumulators):
+        top, distinct, rows = [], 0, 0
+        for t, d, r in accumulators:
+            top, distinct, rows = top_counts([*top, *t], self._limit), distinct + d, rows + r
+        return top, distinct, rows
+
+    def extract_output(self, accumulator):
+        top, distinct, rows = accumulator
+        return {
+            "categories": [value for value, _ in top],
+            "counts": [int(count) for _, count in top],
+            "distinct": int(distinct),
+            "rows": int(rows),
+        }
+
+
+class LearnVocabularies(beam.PTransform):
+    """The vocabularies of categorical columns from input chunks: every
+    value counted over the whole input (``CombinePerKey``), then per column
+    the ``max_categories`` most frequent (ties in value order), written as
+    JSON to ``path``: column -> {categories, counts, distinct, rows}.
+
+    Args:
+        names: the categorical columns.
+        path: the JSON file to write.
+        max_categories: categories kept per column.
+        nulls: count nulls as a value (``--missing impute``).
+    """
+
+    def __init__(self, names, path: str, *, max_categories: int, nulls: bool):
+        super().__init__()
+        self._names = tuple(names)
+        self._path = path
+        self._limit = int(max_categories)
+        self._nulls = nulls
+
+    def expand(self, chunks):
+        path = self._path
+        return (
+            chunks
+            | "CountValues" >> beam.ParDo(_CountValuesFn(self._names, self._nulls))
+            | "SumCounts" >> beam.CombinePerKey(sum)
+            | "ByColumn" >> beam.MapTuple(lambda key, count: (key[0], (key[1], count)))
+            | "TopCategories" >> beam.CombinePerKey(_TopCategoriesFn(self._limit))
+            | "AllColumns" >> beam.combiners.ToDict()
+            | "Write" >> beam.Map(lambda data: io.write_bytes(path, json.dumps(data).encode()))
+        )
