@@ -22,14 +22,18 @@ Signatures (both return the same outputs):
 * ``serving_default``: one input per feature column, named after it (a
   character other than a letter, a digit, ``_``, ``.`` or ``-`` becomes ``_``),
   float64, ``[None]`` for a scalar feature and ``[None, *shape]`` for an image
-  or sequence feature.
+  or sequence feature; a categorical feature is a string ``[None]``, its value
+  as text (booleans ``"true"``/``"false"``, integers in decimal), and a value
+  outside its categories takes the out-of-vocabulary slot (a null category
+  is reachable through ``score_rows`` only).
 * ``score_rows``: one input ``rows``, float64 ``[None, width]``: the features
-  in model order, tensor features flattened row-major (the layout
-  ``autoenc.scoring.Scorer.score`` takes). The loaded object's ``__call__`` is
+  in model order, tensor features flattened row-major, categorical features
+  one-hot (the layout ``autoenc.scoring.Scorer.score`` takes). The loaded object's ``__call__`` is
   the same function, which is what Beam's default tensor inference calls.
 
 Outputs: ``latent`` float32 ``[None, latent_dim]``; ``reconstruction_error``
-float64 ``[None]`` (mean squared error in normalized units; higher = more
+float64 ``[None]`` (mean squared error in normalized units, with a
+cross-entropy per categorical column; higher = more
 anomalous); ``anomaly_score`` float64 ``[None]`` in [0, 1]; ``is_anomaly`` bool
 ``[None]``; ``latent_distance`` float64 ``[None]`` (higher = farther from the
 validation rows' latents) when the model has a latent distribution. A row
@@ -163,7 +167,8 @@ def serving_module(artifact):
     """
     import tensorflow as tf
 
-    from autoenc.models import scoring_model
+    from autoenc.models import categorical_blocks, scoring_model
+    from autoenc.scoring import row_errors
 
     meta = artifact.metadata
     features = meta.spec.features
@@ -184,8 +189,23 @@ def serving_module(artifact):
     distribution = meta.latent_distribution
     imputation = meta.spec.imputation
     if imputation is not None:
-        median = tf.constant(imputation.median, tf.float64)
-        indicators = tf.constant(list(imputation.indicators), tf.int32)
+        # As Imputation.apply: a NaN in a numeric column takes its median.
+        fill = np.zeros(width)
+        fill[list(imputation.positions)] = imputation.median
+        numeric = np.zeros(width, dtype=bool)
+        numeric[list(imputation.positions)] = True
+        fill, numeric = tf.constant(fill, tf.float64), tf.constant(numeric)
+        indicators = tf.constant([imputation.positions[j] for j in imputation.indicators], tf.int32)
+    errors = row_errors(width, categorical_blocks(artifact.model), list(meta.spec.model_sizes))
+    tables = {}
+    for feature in meta.spec.categorical_features:
+        known = [(c, i) for i, c in enumerate(feature.categories) if c is not None]
+        tables[feature.name] = tf.lookup.StaticHashTable(
+            tf.lookup.KeyValueTensorInitializer(
+                tf.constant([c for c, _ in known], tf.string), tf.constant([i for _, i in known], tf.int64)
+            ),
+            default_value=len(feature.categories),
+        )
     if distribution is not None:
         latent_mean = tf.constant(distribution.mean, tf.float64)
         precision = tf.constant(distribution.precision, tf.float64)
@@ -195,11 +215,11 @@ def serving_module(artifact):
         if imputation is not None:
             # As Imputation.apply: a NaN is missing; it takes the median, and
             # the missing indicators follow the features.
-            missing = tf.math.is_nan(rows)
+            missing = tf.math.is_nan(rows) & numeric[None, :]
             out["imputed_values"] = tf.reduce_sum(tf.cast(missing, tf.int32), axis=1)
             rows = tf.concat(
                 [
-                    tf.where(missing, median[None, :], rows),
+                    tf.where(missing, fill[None, :], rows),
                     tf.cast(tf.gather(missing, indicators, axis=1), tf.float64),
                 ],
                 axis=1,
@@ -212,8 +232,7 @@ def serving_module(artifact):
         finite_input = tf.reduce_all(tf.math.is_finite(x), axis=1)
         x = tf.where(finite_input[:, None], x, tf.zeros_like(x))
         latent, reconstruction = model(x, training=False)
-        diff = tf.cast(tf.reshape(reconstruction, tf.shape(x)) - x, tf.float64)
-        error = tf.reduce_mean(diff * diff, axis=1)
+        error, _ = errors(x, tf.reshape(reconstruction, tf.shape(x)))
         extreme = (
             ~finite_input | ~tf.math.is_finite(error) | ~tf.reduce_all(tf.math.is_finite(latent), axis=1)
         )
@@ -229,13 +248,18 @@ def serving_module(artifact):
         out["is_anomaly"] = (error > threshold) | extreme
         return out
 
+    def column(f, value):
+        if f.categorical:
+            return tf.one_hot(tables[f.name].lookup(tf.reshape(value, [-1])), f.size, dtype=tf.float64)
+        return tf.reshape(value, [-1, f.size])
+
     def serve(inputs):
-        columns = [tf.reshape(inputs[f.name], [-1, f.size]) for f in features]
-        return score_rows(tf.concat(columns, axis=1))
+        return score_rows(tf.concat([column(f, inputs[f.name]) for f in features], axis=1))
 
     module = tf.Module()
     # Tracked so the SavedModel holds them; the functions read them.
     module.model_variables = list(model.variables)
+    module.category_tables = list(tables.values())
     module.autoenc_model_version = tf.Variable(
         artifact.version, trainable=False, name="autoenc_model_version"
     )
@@ -247,7 +271,9 @@ def serving_module(artifact):
         serve,
         input_signature=[
             {
-                f.name: tf.TensorSpec([None, *f.shape], tf.float64, name=name)
+                f.name: tf.TensorSpec([None], tf.string, name=name)
+                if f.categorical
+                else tf.TensorSpec([None, *f.shape], tf.float64, name=name)
                 for f, name in zip(features, names, strict=True)
             }
         ],
@@ -300,7 +326,16 @@ def _export_metadata(artifact, model_dir: str) -> dict:
         "signatures": {
             SIGNATURE: {
                 "inputs": [
-                    {"feature": f.name, "input": input_name(f.name), "shape": [None, *f.shape]}
+                    {
+                        "feature": f.name,
+                        "input": input_name(f.name),
+                        "shape": [None, *f.shape],
+                        **(
+                            {"dtype": "string", "categories": list(f.categories)}
+                            if f.categorical
+                            else {"dtype": "float64"}
+                        ),
+                    }
                     for f in meta.spec.features
                 ],
                 "outputs": outputs,

@@ -44,7 +44,7 @@ from autoenc.scoring import error_histogram, score_columns, score_fields, thresh
 from autoenc.validation import conform_batch, rejected_table, validate_batch
 
 from .io import BatchCoder, Chunk
-from .transforms import RowsSoFar, imputed_counts
+from .transforms import RowsSoFar, imputed_counts, unseen_counts
 
 beam.coders.registry.register_coder(pa.RecordBatch, BatchCoder)
 
@@ -73,6 +73,8 @@ class ScoringSetup:
         error_map: whether the ``error_map`` column is written.
         latent_distance: whether the model has a latent distribution (and the
             ``latent_distance`` column is written).
+        categorical: what training counted of each categorical column
+            (``metadata.json``'s ``input.categorical``), for the drift guard.
     """
 
     model_dir: str
@@ -84,6 +86,7 @@ class ScoringSetup:
     top_k: int = 0
     error_map: bool = False
     latent_distance: bool = True
+    categorical: dict | None = None
 
     def fields(self) -> list[pa.Field]:
         """The score columns' fields."""
@@ -157,6 +160,7 @@ def scoring_setup(
         top_k=min(explain_top_k, len(spec.model_names)),
         error_map=error_map,
         latent_distance=artifact.metadata.latent_distribution is not None,
+        categorical=artifact.metadata.input.get("categorical"),
     )
 
 
@@ -418,6 +422,7 @@ def score_chunk(chunk: Chunk, setup: ScoringSetup, loaded, keep: Sequence[str] |
         ("extreme", int(scores.extreme.sum())),
     ]
     counts += imputed_counts(checked)
+    counts += unseen_counts(checked)
     schema = pa.schema(list(columns.schema) + setup.fields())
     table = pa.Table.from_arrays(
         list(columns.columns) + score_columns(scores, loaded.names, checked.imputed), schema=schema

@@ -527,6 +527,15 @@ SCORE_FLAGS = (
         "validation median (or less than its inverse).",
     ),
     flag(
+        "--drift_max_unseen",
+        topic="drift",
+        commands=(SCORE,),
+        type=float,
+        default=0.05,
+        help="Warn when the share of rows whose value of a categorical column is outside its "
+        "vocabulary exceeds the share in training by more than this (0.05: 5 points).",
+    ),
+    flag(
         "--fail_on_drift",
         topic="drift",
         commands=(SCORE,),

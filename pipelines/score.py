@@ -279,6 +279,14 @@ def summarize(job: ScoreJob, out: outputs.OutputRun, info: dict, written: dict, 
         max_ks=opt.drift_max_ks,
         max_median_ratio=opt.drift_max_median_ratio,
     )
+    spec = job.setup.spec
+    unseen = None
+    if spec.categorical_features:
+        unseen = transforms.unseen_summary(
+            info["counts"], spec, job.setup.categorical, max_share=opt.drift_max_unseen
+        )
+        if unseen["warning"]:
+            shift["warning"] = "; ".join(filter(None, [shift["warning"], unseen["warning"]]))
     return {
         "run_id": out.run_id,
         "counts": counts_of(info),
@@ -294,6 +302,7 @@ def summarize(job: ScoreJob, out: outputs.OutputRun, info: dict, written: dict, 
             if job.setup.spec.imputation is not None
             else {}
         ),
+        **({"unseen": unseen} if unseen is not None else {}),
         "runner": runner_name(options),
         "outputs": {
             name: {
@@ -322,6 +331,9 @@ def report(summary: dict, output: str) -> None:
         if imputed and imputed["rows"]
         else ""
     )
+    unseen = summary.get("unseen")
+    if unseen and unseen["rows"]:
+        imputed += f"; {unseen['rows']} had a categorical value outside the model's categories"
     print(
         f"autoenc score: read {counts['read']} rows: {counts['scored']} scored "
         f"({counts['anomalies']} anomalies above threshold {threshold['value']:.6g}, {threshold['method']}"
@@ -352,9 +364,11 @@ def report(summary: dict, output: str) -> None:
     if summary["drift"]["warning"]:
         # Printed once, like the outcome above (not also logged: both reach stderr).
         print(
-            f"autoenc score: WARNING: this run's reconstruction errors differ from the model's "
-            f"validation errors ({summary['drift']['warning']}): the data may have drifted and the model "
-            f"({summary['model']['version']}) may be stale. See 'drift' in summary.json.",
+            f"autoenc score: WARNING: this run's data differs from the model's training data "
+            f"({summary['drift']['warning']}): the data may have drifted and the model "
+            f"({summary['model']['version']}) may be stale. See 'drift'"
+            + (" and 'unseen'" if summary.get("unseen", {}).get("warning") else "")
+            + " in summary.json.",
             file=sys.stderr,
         )
 

@@ -115,6 +115,50 @@ def imputed_counts(checked) -> list[tuple[str, int]]:
     ]
 
 
+# Counts named with this prefix: scored rows whose value of that categorical
+# column was outside its vocabulary (the out-of-vocabulary slot).
+UNSEEN_IN = "unseen:"
+
+
+def unseen_counts(checked) -> list[tuple[str, int]]:
+    """The counts of a validated batch's out-of-vocabulary categorical
+    values: rows with any, and rows per column (``UNSEEN_IN`` + its name)."""
+    if checked.out_of_vocabulary is None or not checked.out_of_vocabulary.any():
+        return []
+    return [
+        ("unseen_rows", int(np.count_nonzero(checked.out_of_vocabulary))),
+        *((UNSEEN_IN + name, n) for name, n in checked.unseen.items()),
+    ]
+
+
+def unseen_summary(counts: dict, spec, training: dict | None, *, max_share: float) -> dict:
+    """What a run's summary says of its categorical values outside the
+    vocabulary: rows with any, and per categorical column the rows, their
+    share of the scored rows, the share in training (values too rare to make
+    the vocabulary), and ``warning`` when a column's share exceeds its
+    training share by more than ``max_share`` (new categories: the model
+    has never seen them, and scores them all alike)."""
+    scored = max(int(counts.get("scored", 0)), 1)
+    by_column, reasons = {}, []
+    for feature in spec.categorical_features:
+        rows = int(counts.get(UNSEEN_IN + feature.name, 0))
+        seen = (training or {}).get(feature.name) or {}
+        training_share = 1.0 - seen["rows_kept"] / seen["rows"] if seen.get("rows") else 0.0
+        share = rows / scored
+        by_column[feature.name] = {"rows": rows, "share": share, "training_share": training_share}
+        if share - training_share > max_share:
+            reasons.append(
+                f"{share:.1%} of the rows have a value of '{feature.name}' outside its "
+                f"{len(feature.categories)} categories (training: {training_share:.1%})"
+            )
+    return {
+        "rows": int(counts.get("unseen_rows", 0)),
+        "by_column": by_column,
+        "max_share": max_share,
+        "warning": "; ".join(reasons) or None,
+    }
+
+
 def imputed_summary(counts: dict, imputation) -> dict:
     """What a run's summary says of its imputed values: rows, values, per
     column, and the columns without a missing indicator (none in the model's
