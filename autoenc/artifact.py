@@ -41,7 +41,11 @@ from autoenc.errors import ArtifactError
 from autoenc.preprocessing import NORMALIZATIONS, Normalizer
 from autoenc.schema import FeatureSpec
 
-FORMAT_VERSION = 1
+# The metadata layout: 2 added categorical features (``categories``), and is
+# written only by models that have them, so that a release that reads only
+# layout 1 refuses such a model instead of misreading it.
+FORMAT_VERSION = 2
+READABLE_FORMATS = (1, 2)
 MODEL_FILE = "model.keras"
 METADATA_FILE = "metadata.json"
 LATEST_FILE = "LATEST"
@@ -71,7 +75,8 @@ class ArtifactMetadata:
         latent_distribution: the validation rows' latent mean and precision
             (``autoenc.scoring.LatentDistribution``), for ``latent_distance``;
             ``None`` in artifacts written before it existed.
-        format_version: version of this metadata layout.
+        format_version: the metadata layout read (``None`` for metadata not
+            read from a file: written as 2 with categorical features, else 1).
     """
 
     spec: FeatureSpec
@@ -88,11 +93,11 @@ class ArtifactMetadata:
     library_versions: dict
     created_at: str
     latent_distribution: Any = None
-    format_version: int = FORMAT_VERSION
+    format_version: int | None = None
 
     def to_json(self) -> str:
         d = {
-            "format_version": self.format_version,
+            "format_version": FORMAT_VERSION if self.spec.categorical_features else 1,
             "created_at": self.created_at,
             "model": {
                 "kind": self.model_kind,
@@ -133,10 +138,10 @@ class ArtifactMetadata:
         check = _Checker(path)
         check.object(d, "")
         version = check.get(d, "format_version", int)
-        if version != FORMAT_VERSION:
+        if version not in READABLE_FORMATS:
             raise ArtifactError(
                 f"{path}: format_version is {version}, this autoenc reads format_version "
-                f"{FORMAT_VERSION}. Use the autoenc version that wrote it, or retrain."
+                f"{' and '.join(map(str, READABLE_FORMATS))}. Use the autoenc version that wrote it, or retrain."
             )
         model = check.get(d, "model", dict)
         features = check.get(d, "features", list)

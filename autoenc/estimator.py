@@ -70,6 +70,12 @@ class Autoencoder(TransformerMixin, BaseEstimator):
             over the first 10,000 rows, and the model gets a missing indicator
             for each feature with missing values there (``autoenc train
             --missing impute``).
+        categorical_columns: columns of a DataFrame or Arrow table to treat
+            as categorical (one-hot blocks of their ``max_categories`` most
+            frequent values; ``autoenc train --categorical_columns``); string,
+            boolean and dictionary (pandas ``category``) columns always are.
+        max_categories: categories a categorical column keeps; rarer and
+            unseen values share one out-of-vocabulary slot.
         verbose: the training progress shown: 0 none, 1 one line rewritten
             in place (a terminal, a notebook), 2 a line every few epochs
             through the ``autoenc.progress`` logger (for logs), ``"auto"`` 1
@@ -111,6 +117,8 @@ class Autoencoder(TransformerMixin, BaseEstimator):
         shape: tuple[int, ...] | None = None,
         extreme_value_spreads: float = 1e6,
         missing: str = "reject",
+        categorical_columns: tuple[str, ...] | None = None,
+        max_categories: int = 50,
         read_batch_rows: int = 65536,
         verbose: int | str = 0,
     ):
@@ -136,6 +144,8 @@ class Autoencoder(TransformerMixin, BaseEstimator):
         self.shape = shape
         self.extreme_value_spreads = extreme_value_spreads
         self.missing = missing
+        self.categorical_columns = categorical_columns
+        self.max_categories = max_categories
         self.read_batch_rows = read_batch_rows
         self.verbose = verbose
 
@@ -171,6 +181,8 @@ class Autoencoder(TransformerMixin, BaseEstimator):
         config = self._config()
         table, row_shape = self._table(X, fitting=True)
         spec = self._spec(table, row_shape)
+        if spec.pending_vocabularies:
+            spec = self._vocabularies(table, spec, nulls=config.missing == "impute")
         features = self._features(table, spec, missing=config.missing)
         n = len(features)
         if n < 2:
@@ -185,10 +197,18 @@ class Autoencoder(TransformerMixin, BaseEstimator):
             )
         if config.missing == "impute":
             imputation = Imputation.from_sample(
-                features[:SAMPLE_ROWS], spec.names, sizes=[f.size for f in spec.features]
+                features[:SAMPLE_ROWS],
+                spec.names,
+                sizes=[f.size for f in spec.features],
+                categorical=[f.name for f in spec.categorical_features],
             )
             spec = dataclasses.replace(spec, imputation=imputation)
-        build_model(config, spec.model_width, shape)
+        build_model(
+            config,
+            spec.model_width,
+            shape,
+            categorical_blocks=spec.categorical_slots if config.model != "pca" else (),
+        )
         bounds = ExtremeBounds.from_sample(
             features[:SAMPLE_ROWS],
             spec.names,
@@ -339,7 +359,28 @@ class Autoencoder(TransformerMixin, BaseEstimator):
         shape = self.shape or row_shape
         lists = [f.name for f in table.schema if pa.types.is_large_list(f.type) or pa.types.is_list(f.type)]
         shapes = tuple(f"{name}={','.join(map(str, shape))}" for name in lists) if shape else ()
-        return infer_spec(table.schema, shapes=shapes, first_rows=table.slice(0, 100), source="X")
+        return infer_spec(
+            table.schema,
+            shapes=shapes,
+            first_rows=table.slice(0, 100),
+            categorical_columns=self.categorical_columns,
+            source="X",
+        )
+
+    def _vocabularies(self, table: pa.Table, spec, *, nulls: bool):
+        """The spec with its categorical columns' vocabularies: each one's
+        ``max_categories`` most frequent values in ``X``."""
+        from autoenc.categorical import choose_categories, value_counts
+
+        if not (isinstance(self.max_categories, int) and self.max_categories >= 1):
+            raise ValueError(f"max_categories must be an integer >= 1. Received: {self.max_categories!r}")
+        vocabularies = {}
+        for name in spec.pending_vocabularies:
+            counts = value_counts(table.column(name), nulls=nulls)
+            if not counts:
+                raise ValueError(f"Categorical column '{name}' of X has no value (every value is null).")
+            vocabularies[name] = choose_categories(counts, max_categories=self.max_categories)
+        return spec.with_vocabularies(vocabularies)
 
     def _features(self, table: pa.Table, spec, missing: str | None = None) -> np.ndarray:
         """The rows' features, float64 [n, width] (the model's input, with
