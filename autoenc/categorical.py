@@ -107,9 +107,7 @@ def choose_categories(counts: Mapping[str | None, int], *, max_categories: int) 
     return tuple(value for value, _ in ranked[: max(0, int(max_categories))])
 
 
-def top_counts(
-    counts: Sequence[tuple[str | None, int]], limit: int
-) -> list[tuple[str | None, int]]:
+def top_counts(counts: Sequence[tuple[str | None, int]], limit: int) -> list[tuple[str | None, int]]:
     """The ``limit`` first (value, count) pairs in vocabulary order (for
     combining partial counts: the top of a whole is among the tops of its
     parts only when each part's counts are complete, so combine counts first)."""

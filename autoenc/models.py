@@ -61,7 +61,9 @@ def build_dense(
     """
     inputs, x = _encoder(n_features, latent_dim, hidden_units, activation)
     latent = keras.layers.Dense(latent_dim, name=LATENT_LAYER)(x)
-    outputs = _decoder_stack(latent, n_features, hidden_units, activation, output_activation, categorical_blocks)
+    outputs = _decoder_stack(
+        latent, n_features, hidden_units, activation, output_activation, categorical_blocks
+    )
     return keras.Model(inputs, outputs, name="dense_autoencoder")
 
 
@@ -92,7 +94,9 @@ def build_sparse(
         activity_regularizer=keras.regularizers.L1(sparsity),
         name=LATENT_LAYER,
     )(x)
-    outputs = _decoder_stack(latent, n_features, hidden_units, activation, output_activation, categorical_blocks)
+    outputs = _decoder_stack(
+        latent, n_features, hidden_units, activation, output_activation, categorical_blocks
+    )
     return keras.Model(inputs, outputs, name="sparse_autoencoder")
 
 
@@ -158,7 +162,9 @@ def build_vae(
     z = Sampling(beta=beta, n_features=n_features, name="sampling")([mean, log_var])
     code = keras.Input(shape=(latent_dim,), name="code")
     decoder = keras.Model(
-        code, _decoder_stack(code, n_features, hidden_units, activation, output_activation, categorical_blocks), name=DECODER
+        code,
+        _decoder_stack(code, n_features, hidden_units, activation, output_activation, categorical_blocks),
+        name=DECODER,
     )
     return keras.Model(inputs, decoder(z), name="variational_autoencoder")
 

@@ -525,7 +525,9 @@ def infer_spec(
                 )
             _check_shape_fits(name, shape, arrow_type, source)
         spec_features.append(
-            Feature(name=name, dtype=str(arrow_type), shape=shape, categories=() if name in categorical else None)
+            Feature(
+                name=name, dtype=str(arrow_type), shape=shape, categories=() if name in categorical else None
+            )
         )
     return FeatureSpec(features=tuple(spec_features), key_columns=key_columns, excluded=tuple(excluded))
 

@@ -675,7 +675,10 @@ def _best_start(config, n_features, shape, train_ds, val_ds, n_train, n_val, blo
         starts.append(("random 0", model.get_weights()))
     for i in range(1, n_init - (starts[0][0] == "spectral")):
         starts.append(
-            (f"random {i}", _new_model(config, n_features, shape, config.seed * 1000 + i, blocks).get_weights())
+            (
+                f"random {i}",
+                _new_model(config, n_features, shape, config.seed * 1000 + i, blocks).get_weights(),
+            )
         )
     model.compile(optimizer=keras.optimizers.Adam(config.learning_rate), loss=training_loss(config, model))
     if len(starts) == 1:
@@ -750,7 +753,9 @@ def _spectral_start(config, n_features, shape, train_ds, n_train, blocks=()):
     if config.model == "sparse":
         # Its latent is a ReLU: the targets must be >= 0 to be reachable.
         target -= target.min(axis=0)
-    model = _new_model(config, n_features, shape, config.seed * 1000 + config.resolved_n_init(n_features), blocks)
+    model = _new_model(
+        config, n_features, shape, config.seed * 1000 + config.resolved_n_init(n_features), blocks
+    )
     encoder = keras.Model(model.inputs, model.get_layer(LATENT_LAYER).output)
     encoder.compile(optimizer=keras.optimizers.Adam(config.learning_rate), loss="mse")
     batch = min(64, len(sample))

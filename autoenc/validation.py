@@ -333,7 +333,9 @@ def validate_batch(
     unseen = None
     if out_of_vocabulary is not None:
         unseen = {
-            name: int(np.count_nonzero(mask[valid])) for name, mask in oov_by_column.items() if mask[valid].any()
+            name: int(np.count_nonzero(mask[valid]))
+            for name, mask in oov_by_column.items()
+            if mask[valid].any()
         }
         out_of_vocabulary = out_of_vocabulary[valid]
     return ValidatedBatch(

@@ -472,8 +472,7 @@ def learn_vocabularies(job: TrainJob, options, version_dir: str) -> TrainJob:
     print(
         f"autoenc train: learned the categories of {len(names)} column(s) in {time.time() - started:.1f} s: "
         + "; ".join(
-            f"'{name}' {len(vocabularies[name])} of {counted[name]['distinct']} values"
-            for name in names
+            f"'{name}' {len(vocabularies[name])} of {counted[name]['distinct']} values" for name in names
         ),
         file=sys.stderr,
     )

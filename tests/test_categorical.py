@@ -187,8 +187,10 @@ def test_anomalies_only_in_categorical_combinations_are_caught(tmp_path):
     scores = pq.read_table(tmp_path / "out" / "scores").to_pandas().sort_values("row")
     auc = roc_auc_score(anomalous, scores["reconstruction_error"])
     assert auc >= 0.95, auc
-    assert summary["unseen"]["rows"] == 0 and summary["drift"]["warning"] is None or "KS" in str(
-        summary["drift"]["warning"]
+    assert (
+        summary["unseen"]["rows"] == 0
+        and summary["drift"]["warning"] is None
+        or "KS" in str(summary["drift"]["warning"])
     )
 
 
@@ -196,7 +198,12 @@ def test_new_categories_are_scored_counted_and_warn_of_drift(tmp_path):
     normal, _ = combinations(2000, 0, seed=1)
     pq.write_table(normal, tmp_path / "train.parquet")
     train.run(
-        [f"--input={tmp_path / 'train.parquet'}", f"--model_dir={tmp_path / 'm'}", "--key_columns=row", *SMALL]
+        [
+            f"--input={tmp_path / 'train.parquet'}",
+            f"--model_dir={tmp_path / 'm'}",
+            "--key_columns=row",
+            *SMALL,
+        ]
     )
     fresh, _ = combinations(500, 0, seed=3)
     a = fresh["a"].to_pylist()
@@ -243,8 +250,12 @@ def test_files_of_other_tools_and_tfrecord_bytes_features_give_the_same_categori
             }
             writer.write(tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString())
     common = ["--key_columns=row", "--features=a,b,x,y", *SMALL, "--epochs=5"]
-    from_parquet = train.run([f"--input={tmp_path / 'part-*.parquet'}", f"--model_dir={tmp_path / 'p'}", *common])
-    from_tfrecord = train.run([f"--input={tmp_path / 'rows.tfrecord'}", f"--model_dir={tmp_path / 't'}", *common])
+    from_parquet = train.run(
+        [f"--input={tmp_path / 'part-*.parquet'}", f"--model_dir={tmp_path / 'p'}", *common]
+    )
+    from_tfrecord = train.run(
+        [f"--input={tmp_path / 'rows.tfrecord'}", f"--model_dir={tmp_path / 't'}", *common]
+    )
     for artifact in (from_parquet, from_tfrecord):
         spec = artifact.metadata.spec
         assert [f.name for f in spec.categorical_features] == ["a", "b"]
@@ -261,7 +272,9 @@ def test_the_saved_model_takes_categories_as_strings_and_scores_as_autoenc_does(
 
     table, _ = combinations(1500, 30, seed=5)
     pq.write_table(table, tmp_path / "rows.parquet")
-    train.run([f"--input={tmp_path / 'rows.parquet'}", f"--model_dir={tmp_path / 'm'}", "--key_columns=row", *SMALL])
+    train.run(
+        [f"--input={tmp_path / 'rows.parquet'}", f"--model_dir={tmp_path / 'm'}", "--key_columns=row", *SMALL]
+    )
     score.run(
         [
             f"--input={tmp_path / 'rows.parquet'}",
@@ -285,16 +298,22 @@ def test_the_saved_model_takes_categories_as_strings_and_scores_as_autoenc_does(
     assert (out["is_anomaly"].numpy() == scores["is_anomaly"].values).all()
     # A value never seen takes the out-of-vocabulary slot, and scores higher.
     inputs["a"] = tf.constant(["a_new"] * len(scores))
-    assert np.median(serve(**inputs)["reconstruction_error"].numpy()) > scores["reconstruction_error"].quantile(0.95)
+    assert np.median(serve(**inputs)["reconstruction_error"].numpy()) > scores[
+        "reconstruction_error"
+    ].quantile(0.95)
     exported = json.loads(open(glob.glob(os.path.join(path, "assets", "*.json"))[0]).read())
     inputs_of = {i["feature"]: i for i in exported["signatures"]["serving_default"]["inputs"]}
-    assert inputs_of["a"]["dtype"] == "string" and sorted(inputs_of["a"]["categories"]) == [f"a{i}" for i in range(6)]
+    assert inputs_of["a"]["dtype"] == "string" and sorted(inputs_of["a"]["categories"]) == [
+        f"a{i}" for i in range(6)
+    ]
 
 
 def test_estimator_takes_a_dataframe_with_categorical_columns_and_flags_new_combinations():
     normal, _ = combinations(2000, 0, seed=1)
     test, anomalous = combinations(600, 30, seed=2)
-    ae = Autoencoder(hidden_units=(32, 32), epochs=60, n_init=1, seed=0).fit(normal.drop_columns(["row"]).to_pandas())
+    ae = Autoencoder(hidden_units=(32, 32), epochs=60, n_init=1, seed=0).fit(
+        normal.drop_columns(["row"]).to_pandas()
+    )
     spec = ae.metadata_.spec
     assert [f.describe() for f in spec.categorical_features] == [
         "a (categorical, 6 categories)",
@@ -345,7 +364,11 @@ def test_every_tabular_kind_takes_categorical_columns(tmp_path, model):
         ]
     )
     summary = score.run(
-        [f"--input={tmp_path / 'rows.parquet'}", f"--model_dir={tmp_path / 'm'}", f"--output={tmp_path / 'o'}"]
+        [
+            f"--input={tmp_path / 'rows.parquet'}",
+            f"--model_dir={tmp_path / 'm'}",
+            f"--output={tmp_path / 'o'}",
+        ]
     )
     assert summary["counts"]["scored"] == 600
     assert artifact.metadata.model_kind == model
