@@ -372,8 +372,13 @@ def render(
     results: dict | None = None,
     method_scores: dict | None = None,
     what: str = "validation rows",
+    categories: dict[int, list[str]] | None = None,
 ) -> str:
-    """The report as one HTML string (see the module docstring for its sections)."""
+    """The report as one HTML string (see the module docstring for its sections).
+
+    ``categories``: for each categorical feature (by its index in
+    ``feature_names``), the labels of its one-hot slots, so that the
+    highest-error rows show its category."""
     parts = [
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
         f"<title>{html.escape(title)}</title><style>{STYLE}</style></head><body>",
@@ -437,7 +442,14 @@ def render(
     if sample.top:
         parts.append(f"<h2>Highest-error {html.escape(what)}</h2>")
         offsets = np.concatenate([[0], np.cumsum(feature_sizes)])
-        scalar = all(size == 1 for size in feature_sizes)
+        categories = categories or {}
+        scalar = all(size == 1 or j in categories for j, size in enumerate(feature_sizes))
+
+        def value(values, j):
+            if j in categories:
+                return categories[j][int(np.argmax(values[offsets[j] : offsets[j + 1]]))]
+            return _fmt(float(values[offsets[j]]))
+
         header = [
             "#",
             "reconstruction error",
@@ -456,7 +468,7 @@ def render(
             if sample.labels is not None:
                 line.append("anomalous" if row["label"] else "normal")
             if scalar:
-                line += [_fmt(float(row["values"][offsets[j]])) for j in range(min(8, len(feature_names)))]
+                line += [value(row["values"], j) for j in range(min(8, len(feature_names)))]
             rows.append(line)
         parts.append(_table(header, rows, text_columns=(4, 5) if sample.labels is not None else (4,)))
         if shape:
@@ -465,6 +477,17 @@ def render(
             )
     parts.append("</body></html>")
     return "\n".join(parts)
+
+
+def category_labels(spec) -> dict[int, list[str]]:
+    """``render``'s ``categories`` for a feature spec."""
+    from autoenc.categorical import OOV
+
+    return {
+        j: ["(null)" if c is None else c for c in f.categories] + [OOV]
+        for j, f in enumerate(spec.features)
+        if f.categorical
+    }
 
 
 def image_shape(spec, model_kind: str) -> tuple[int, ...] | None:

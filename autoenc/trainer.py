@@ -309,6 +309,7 @@ def write_training_report(path, metadata, version, model, staged, *, wall_s: flo
             feature_names=list(spec.model_names),
             feature_sizes=sizes,
             shape=shape,
+            categories=report.category_labels(spec),
             history=metadata.history,
             what="validation rows" + (" and rows labeled anomalous" if labeled else ""),
         ),

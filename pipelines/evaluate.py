@@ -425,6 +425,7 @@ def write_report(job: EvaluateJob, out: outputs.OutputRun, evaluation: dict, sco
             threshold=job.threshold,
             feature_names=list(job.spec.model_names),
             feature_sizes=list(job.spec.model_sizes),
+            categories=report.category_labels(job.spec),
             shape=report.image_shape(job.spec, meta.model_kind),
             history=meta.history,
             results=scored.results,

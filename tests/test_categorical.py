@@ -372,3 +372,75 @@ def test_every_tabular_kind_takes_categorical_columns(tmp_path, model):
     )
     assert summary["counts"]["scored"] == 600
     assert artifact.metadata.model_kind == model
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    values=st.lists(
+        st.one_of(st.none(), st.text(max_size=12), st.sampled_from(["", " ", "é", "🐧", "a" * 5000, "NULL"])),
+        min_size=1,
+        max_size=30,
+    ),
+    categories=st.lists(st.one_of(st.none(), st.text(max_size=4)), max_size=5, unique=True),
+    dictionary=st.booleans(),
+    impute=st.booleans(),
+)
+def test_every_row_is_one_hot_or_rejected_and_unseen_rows_are_counted(values, categories, dictionary, impute):
+    """Hostile text (empty, whitespace, emoji, 5,000 characters, the word
+    NULL), nulls, dictionary-encoded or plain: each row is rejected (a null
+    under reject without a null category) or one-hot in exactly one slot, and
+    the rows in the OOV slot are the ones counted."""
+    column = pa.array(values, pa.string())
+    if dictionary:
+        column = column.dictionary_encode()
+    batch = pa.record_batch({"c": column, "x": np.arange(len(values), dtype=np.float64)})
+    spec = infer_spec(batch.schema, features=["c", "x"], source="t").with_vocabularies({"c": tuple(categories)})
+    if not categories:
+        spec = spec.with_vocabularies({"c": ("only",)})
+    cats = spec.features[0].categories
+    checked = validate_batch(batch, spec, missing="impute" if impute else "reject")
+    rejected = [v is None and not impute and None not in cats for v in values]
+    assert checked.valid.tolist() == [not r for r in rejected]
+    assert checked.reasons == ["column 'c' is null"] * sum(rejected)
+    block = checked.features[:, : len(cats) + 1]
+    assert (block.sum(axis=1) == 1).all() and set(np.unique(block)) <= {0.0, 1.0}
+    kept = [v for v, r in zip(values, rejected, strict=True) if not r]
+    expected_slot = [cats.index(v) if v in cats else len(cats) for v in kept]
+    assert block.argmax(axis=1).tolist() == expected_slot
+    unseen = sum(slot == len(cats) for slot in expected_slot)
+    assert (checked.unseen or {}).get("c", 0) == unseen
+    assert int(checked.out_of_vocabulary.sum()) == unseen
+
+
+def test_hostile_categorical_rows_are_scored_or_rejected_and_counts_reconcile(tmp_path):
+    """Through the pipelines: a null key, a null category, a 10,000-character
+    value, emoji and an empty string; every row is scored or rejected with
+    its reason, never lost."""
+    normal, _ = combinations(1500, 0, seed=10)
+    pq.write_table(normal, tmp_path / "train.parquet")
+    train.run(
+        [
+            f"--input={tmp_path / 'train.parquet'}",
+            f"--model_dir={tmp_path / 'm'}",
+            "--key_columns=row",
+            *SMALL,
+            "--epochs=5",
+        ]
+    )
+    rows, _ = combinations(50, 0, seed=11)
+    a = rows["a"].to_pylist()
+    a[:5] = [None, "x" * 10_000, "🐧", "", "a1 "]
+    keys = rows["row"].to_pylist()
+    keys[10] = None
+    rows = rows.set_column(1, "a", pa.array(a)).set_column(0, "row", pa.array(keys, pa.int64()))
+    pq.write_table(rows, tmp_path / "hostile.parquet")
+    summary = score.run(
+        [f"--input={tmp_path / 'hostile.parquet'}", f"--model_dir={tmp_path / 'm'}", f"--output={tmp_path / 'o'}"]
+    )
+    assert summary["counts"]["read"] == 50 and summary["reconciled"]
+    assert summary["counts"]["scored"] == 48 and summary["counts"]["rejected"] == 2
+    rejected = pq.read_table(tmp_path / "o" / "rejected").to_pandas()
+    assert sorted(rejected["reason"]) == sorted(["column 'a' is null", "key column 'row' is null"])
+    assert summary["unseen"]["by_column"]["a"]["rows"] == 4
+    scores = pq.read_table(tmp_path / "o" / "scores").to_pandas().set_index("row")
+    assert scores.loc[[1, 2, 3, 4], "anomaly_score"].min() > 0.9
