@@ -200,7 +200,10 @@ def _rows_in(element) -> int:
 
 def _feature_column(name: str, values: list, feature) -> tuple[pa.Array, dict[int, str]]:
     """A feature column built from Python values, and the rows whose value is
-    not a number (or, for a tensor feature, not an array of numbers)."""
+    not a number (or, for a tensor feature, not an array of numbers; for a
+    categorical one, not a string, boolean or integer)."""
+    if feature.categorical:
+        return _category_column(name, values)
     try:
         column = pa.array(values)
     except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError):
@@ -227,6 +230,25 @@ def _feature_column(name: str, values: list, feature) -> tuple[pa.Array, dict[in
             out.append(None)
             problems[i] = f"column '{name}' is {_show(value)}, expected a number"
     return pa.array(out, pa.float64()), problems
+
+
+def _category_column(name: str, values: list) -> tuple[pa.Array, dict[int, str]]:
+    """A categorical feature's Python values as text (as
+    ``autoenc.categorical.category_text``)."""
+    out, problems = [], {}
+    for i, value in enumerate(values):
+        if value is None or isinstance(value, str):
+            out.append(value)
+        elif isinstance(value, (bool, np.bool_)):
+            out.append("true" if value else "false")
+        elif isinstance(value, (int, np.integer)):
+            out.append(str(int(value)))
+        else:
+            out.append(None)
+            problems[i] = (
+                f"column '{name}' is {_show(value)}, expected a category (a string, boolean or integer)"
+            )
+    return pa.array(out, pa.string()), problems
 
 
 def _show(value) -> str:
@@ -263,19 +285,20 @@ def rows_to_batch(rows: Sequence, spec: FeatureSpec) -> tuple[pa.RecordBatch, li
 
 def reference_schema(schema: pa.Schema, spec: FeatureSpec) -> pa.Schema:
     """The schema a user's batch is conformed to: its own columns, with scalar
-    features as float64 and missing feature and key columns added (null, so
-    their rows are rejected with a reason)."""
+    features as float64 (categorical ones as text) and missing feature and
+    key columns added (null, so their rows are rejected with a reason)."""
     fields = []
     for field in schema:
         feature = next((f for f in spec.features if f.name == field.name), None)
-        if feature is not None and not feature.shape:
+        if feature is not None and feature.categorical:
+            field = pa.field(field.name, pa.string())
+        elif feature is not None and not feature.shape:
             field = pa.field(field.name, pa.float64())
         fields.append(field)
     for feature in spec.features:
         if feature.name not in schema.names:
-            fields.append(
-                pa.field(feature.name, pa.large_list(pa.float64()) if feature.shape else pa.float64())
-            )
+            kind = pa.large_list(pa.float64()) if feature.shape else pa.float64()
+            fields.append(pa.field(feature.name, pa.string() if feature.categorical else kind))
     for name in spec.key_columns:
         if name not in schema.names:
             fields.append(pa.field(name, pa.string()))

@@ -394,7 +394,9 @@ def test_every_row_is_one_hot_or_rejected_and_unseen_rows_are_counted(values, ca
     if dictionary:
         column = column.dictionary_encode()
     batch = pa.record_batch({"c": column, "x": np.arange(len(values), dtype=np.float64)})
-    spec = infer_spec(batch.schema, features=["c", "x"], source="t").with_vocabularies({"c": tuple(categories)})
+    spec = infer_spec(batch.schema, features=["c", "x"], source="t").with_vocabularies(
+        {"c": tuple(categories)}
+    )
     if not categories:
         spec = spec.with_vocabularies({"c": ("only",)})
     cats = spec.features[0].categories
@@ -435,7 +437,11 @@ def test_hostile_categorical_rows_are_scored_or_rejected_and_counts_reconcile(tm
     rows = rows.set_column(1, "a", pa.array(a)).set_column(0, "row", pa.array(keys, pa.int64()))
     pq.write_table(rows, tmp_path / "hostile.parquet")
     summary = score.run(
-        [f"--input={tmp_path / 'hostile.parquet'}", f"--model_dir={tmp_path / 'm'}", f"--output={tmp_path / 'o'}"]
+        [
+            f"--input={tmp_path / 'hostile.parquet'}",
+            f"--model_dir={tmp_path / 'm'}",
+            f"--output={tmp_path / 'o'}",
+        ]
     )
     assert summary["counts"]["read"] == 50 and summary["reconciled"]
     assert summary["counts"]["scored"] == 48 and summary["counts"]["rejected"] == 2
@@ -444,3 +450,59 @@ def test_hostile_categorical_rows_are_scored_or_rejected_and_counts_reconcile(tm
     assert summary["unseen"]["by_column"]["a"]["rows"] == 4
     scores = pq.read_table(tmp_path / "o" / "scores").to_pandas().set_index("row")
     assert scores.loc[[1, 2, 3, 4], "anomaly_score"].min() > 0.9
+
+
+def test_score_transform_and_runinference_handler_take_rows_with_categories(tmp_path):
+    import apache_beam as beam
+    from apache_beam.ml.inference.base import RunInference
+    from apache_beam.testing.util import assert_that
+
+    from autoenc_beam import AutoencoderModelHandler, Score
+
+    normal, _ = combinations(1500, 0, seed=12)
+    pq.write_table(normal, tmp_path / "train.parquet")
+    train.run(
+        [
+            f"--input={tmp_path / 'train.parquet'}",
+            f"--model_dir={tmp_path / 'm'}",
+            "--key_columns=row",
+            *SMALL,
+        ]
+    )
+    probe, anomalous = combinations(40, 10, seed=13)
+    pq.write_table(probe, tmp_path / "probe.parquet")
+    score.run(
+        [
+            f"--input={tmp_path / 'probe.parquet'}",
+            f"--model_dir={tmp_path / 'm'}",
+            f"--output={tmp_path / 'o'}",
+        ]
+    )
+    expected = pq.read_table(tmp_path / "o" / "scores").to_pandas().set_index("row")["reconstruction_error"]
+    rows = [{**r, "b": str(r["b"])} for r in probe.to_pylist()]
+    wanted = expected.to_dict()
+
+    def agrees(kind):
+        def check(found):
+            assert sorted(row for row, _ in found) == sorted(wanted), kind
+            for row, error in found:
+                np.testing.assert_allclose(error, wanted[row], rtol=1e-6, err_msg=f"{kind} row {row}")
+
+        return check
+
+    with beam.Pipeline() as p:
+        created = p | beam.Create(rows)
+        result = created | Score(str(tmp_path / "m"))
+        assert_that(
+            result.scores | "Pairs" >> beam.Map(lambda r: (r["row"], r["reconstruction_error"])),
+            agrees("Score"),
+            label="ScoreAgrees",
+        )
+        inferred = created | "Handler" >> RunInference(AutoencoderModelHandler(str(tmp_path / "m")))
+        assert_that(
+            inferred
+            | "HandlerPairs" >> beam.Map(lambda r: (r.example["row"], r.inference.reconstruction_error)),
+            agrees("AutoencoderModelHandler"),
+            label="HandlerAgrees",
+        )
+    assert expected[anomalous[expected.index]].min() > expected[~anomalous[expected.index]].median()
