@@ -518,7 +518,24 @@ def _latent_distribution(check, d: dict, latent_dim: int):
             wanted = " x ".join(str(n) for n in shape) + " finite numbers"
             check.fail(f"latent_distribution.{name}", wanted, value)
         arrays[name] = array
-    return LatentDistribution(mean=arrays["mean"], precision=arrays["precision"], rows=rows)
+    quantiles = None
+    if "distance_quantiles" in field:
+        value = check.get(field, "distance_quantiles", list, where="latent_distribution.")
+        try:
+            quantiles = np.asarray(value, dtype=np.float64)
+        except (TypeError, ValueError):
+            quantiles = None
+        if (
+            quantiles is None
+            or quantiles.ndim != 1
+            or len(quantiles) < 2
+            or not np.isfinite(quantiles).all()
+            or (np.diff(quantiles) < 0).any()
+        ):
+            check.fail("latent_distribution.distance_quantiles", "non-decreasing finite numbers", value)
+    return LatentDistribution(
+        mean=arrays["mean"], precision=arrays["precision"], rows=rows, distance_quantiles=quantiles
+    )
 
 
 def _model_kind(check, model: dict) -> str:

@@ -418,7 +418,8 @@ class Autoencoder(TransformerMixin, BaseEstimator):
     def scores(self, X):
         """The rows' full scores (an ``autoenc.scoring.Scores``, with every
         column ``autoenc score`` writes: latent, reconstruction_error,
-        anomaly_score, is_anomaly, top_features, latent_distance, extreme)."""
+        anomaly_score, is_anomaly, top_features, latent_distance, extreme,
+        combined_score)."""
         return self._check_X_scores(X)
 
     def score(self, X, y=None) -> float:

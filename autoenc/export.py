@@ -36,7 +36,10 @@ float64 ``[None]`` (mean squared error in normalized units, with a
 cross-entropy per categorical column; higher = more
 anomalous); ``anomaly_score`` float64 ``[None]`` in [0, 1]; ``is_anomaly`` bool
 ``[None]``; ``latent_distance`` float64 ``[None]`` (higher = farther from the
-validation rows' latents) when the model has a latent distribution. A row
+validation rows' latents) when the model has a latent distribution, and
+``combined_score`` float64 ``[None]`` in [0, 1] (the larger of the anomaly
+score and the latent distance's share of validation rows) when it has the
+validation distances' percentiles. A row
 beyond float32's range after normalization (1e300, inf, NaN), or whose
 computation overflows, is scored as ``autoenc score`` scores an extreme row:
 error and distance +inf, anomaly score 1, anomaly True, latent NaN. A model
@@ -206,6 +209,9 @@ def serving_module(artifact):
             ),
             default_value=len(feature.categories),
         )
+    distance_score = None
+    if distribution is not None and distribution.distance_quantiles is not None:
+        distance_score = _quantile_interpolation(distribution.distance_quantiles)
     if distribution is not None:
         latent_mean = tf.constant(distribution.mean, tf.float64)
         precision = tf.constant(distribution.precision, tf.float64)
@@ -245,6 +251,8 @@ def serving_module(artifact):
         out["latent"] = tf.where(extreme[:, None], tf.constant(np.nan, tf.float32), latent)
         out["reconstruction_error"] = error
         out["anomaly_score"] = interpolate(error)
+        if distance_score is not None:
+            out["combined_score"] = tf.maximum(out["anomaly_score"], distance_score(out["latent_distance"]))
         out["is_anomaly"] = (error > threshold) | extreme
         return out
 
@@ -312,6 +320,8 @@ def _export_metadata(artifact, model_dir: str) -> dict:
     """The content of ``assets/autoenc_export.json``."""
     meta = artifact.metadata
     outputs = [n for n in OUTPUTS if n != "latent_distance" or meta.latent_distribution is not None]
+    if getattr(meta.latent_distribution, "distance_quantiles", None) is not None:
+        outputs.append("combined_score")
     if meta.spec.imputation is not None:
         outputs.append("imputed_values")
     return {

@@ -97,6 +97,8 @@ def collect_sample(
         columns = {"error": scores.reconstruction_error}
         if scores.latent_distance is not None:
             columns["latent_distance"] = scores.latent_distance
+        if scores.combined_score is not None:
+            columns["extra:combined"] = scores.combined_score
         if with_labels:
             columns["label"] = chunk[:, -1] > 0.5
         if extra_scores is not None:

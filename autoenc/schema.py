@@ -35,6 +35,7 @@ SCORE_COLUMNS = (
     "latent_distance",
     "reconstruction_error",
     "anomaly_score",
+    "combined_score",
     "is_anomaly",
     "imputed_values",
     "top_features",

@@ -34,6 +34,8 @@ from autoenc.preprocessing import Normalizer
 # overhead negligible.
 MODEL_BATCH_ROWS = 8192
 MODEL_BATCH_BYTES = 64 * 2**20
+# Percentiles stored of the validation rows' errors and latent distances.
+QUANTILES = 101
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,6 +59,11 @@ class Scores:
         latent_distance: float64 [n], the Mahalanobis distance of the latent
             vector from the validation rows' latent vectors (``None`` when the
             scorer has no ``LatentDistribution``).
+        combined_score: float64 [n] in [0, 1], the larger of ``anomaly_score``
+            and the share of validation rows with a smaller latent distance:
+            a row is as anomalous as the more unusual of how badly it
+            reconstructs and where its latent vector lies (``None`` for a
+            model without the validation distances' quantiles).
         extreme: bool [n], rows whose values are beyond what the model's
             float32 arithmetic can hold (a normalized value beyond about
             3.4e38, a non-finite input, or a computation that overflowed):
@@ -75,6 +82,7 @@ class Scores:
     error_map: np.ndarray | None = None
     latent_distance: np.ndarray | None = None
     extreme: np.ndarray | None = None
+    combined_score: np.ndarray | None = None
 
 
 # Latent directions with less than this share of the largest latent variance
@@ -104,6 +112,7 @@ class LatentDistribution:
     mean: np.ndarray
     precision: np.ndarray
     rows: int
+    distance_quantiles: np.ndarray | None = None
 
     @classmethod
     def from_moments(cls, rows: int, total: np.ndarray, outer: np.ndarray) -> LatentDistribution:
@@ -121,8 +130,28 @@ class LatentDistribution:
         d = np.asarray(latent, dtype=np.float64) - self.mean
         return np.sqrt(np.maximum(np.einsum("ij,jk,ik->i", d, self.precision, d), 0.0))
 
+    def with_quantiles(self, latent: np.ndarray) -> LatentDistribution:
+        """The same distribution with ``distance_quantiles``: the 101
+        percentiles of the distances of these (validation) latent vectors,
+        against which ``latent_score`` places a row's distance."""
+        latent = np.asarray(latent, dtype=np.float64)
+        latent = latent[np.isfinite(latent).all(axis=1)]
+        if not len(latent):
+            return self
+        quantiles = np.quantile(self.distance(latent), np.linspace(0.0, 1.0, QUANTILES))
+        return dataclasses.replace(self, distance_quantiles=quantiles)
+
     def to_dict(self) -> dict:
-        return {"rows": self.rows, "mean": self.mean.tolist(), "precision": self.precision.tolist()}
+        return {
+            "rows": self.rows,
+            "mean": self.mean.tolist(),
+            "precision": self.precision.tolist(),
+            **(
+                {"distance_quantiles": self.distance_quantiles.tolist()}
+                if self.distance_quantiles is not None
+                else {}
+            ),
+        }
 
 
 def latent_moments(latent: np.ndarray) -> tuple[int, np.ndarray, np.ndarray]:
@@ -375,20 +404,27 @@ def top_features_column(index: np.ndarray, shares: np.ndarray, names) -> pa.List
 
 
 def score_fields(
-    *, top_k: int = 0, error_map: bool = False, latent_distance: bool = True, imputed: bool = False
+    *,
+    top_k: int = 0,
+    error_map: bool = False,
+    latent_distance: bool = True,
+    imputed: bool = False,
+    combined: bool = False,
 ) -> list[pa.Field]:
     """The score columns' fields, in output order (``top_features`` only when
     ``top_k``, ``error_map`` only when asked for, ``latent_distance`` unless the
-    model has no latent distribution, ``imputed_values`` for a model that
-    imputes missing values)."""
+    model has no latent distribution, ``combined_score`` for a model with the
+    latent distances' quantiles, ``imputed_values`` for a model that imputes
+    missing values)."""
     return (
         [pa.field("latent", pa.list_(pa.float32()))]
         + ([pa.field("latent_distance", pa.float64())] if latent_distance else [])
         + [
             pa.field("reconstruction_error", pa.float64()),
             pa.field("anomaly_score", pa.float64()),
-            pa.field("is_anomaly", pa.bool_()),
         ]
+        + ([pa.field("combined_score", pa.float64())] if combined else [])
+        + [pa.field("is_anomaly", pa.bool_())]
         + ([pa.field("imputed_values", pa.int32())] if imputed else [])
         + ([pa.field("top_features", pa.list_(TOP_FEATURE))] if top_k else [])
         + ([pa.field("error_map", pa.list_(pa.float32()))] if error_map else [])
@@ -403,11 +439,10 @@ def score_columns(scores: Scores, feature_names, imputed: np.ndarray | None = No
     columns = [list_column(scores.latent, null=scores.extreme)]
     if scores.latent_distance is not None:
         columns.append(pa.array(scores.latent_distance))
-    columns += [
-        pa.array(scores.reconstruction_error),
-        pa.array(scores.anomaly_score),
-        pa.array(scores.is_anomaly),
-    ]
+    columns += [pa.array(scores.reconstruction_error), pa.array(scores.anomaly_score)]
+    if scores.combined_score is not None:
+        columns.append(pa.array(scores.combined_score))
+    columns.append(pa.array(scores.is_anomaly))
     if imputed is not None:
         columns.append(pa.array(np.asarray(imputed, dtype=np.int32)))
     if scores.top_features is not None:
@@ -620,11 +655,20 @@ class Scorer:
                 with np.errstate(over="ignore", invalid="ignore"):
                     squared = np.square(x[rows].astype(np.float64))
                     error_map[rows] = np.where(np.isfinite(squared), squared, np.inf).astype(np.float32)
+        score = None if self.quantiles is None else anomaly_score(error, self.quantiles)
+        combined = None
+        if (
+            score is not None
+            and distance is not None
+            and self.latent_distribution.distance_quantiles is not None
+        ):
+            combined = np.maximum(score, anomaly_score(distance, self.latent_distribution.distance_quantiles))
         return Scores(
             latent=latent,
             reconstruction_error=error,
             is_anomaly=(error > self.threshold) | extreme,
-            anomaly_score=None if self.quantiles is None else anomaly_score(error, self.quantiles),
+            anomaly_score=score,
+            combined_score=combined,
             top_features=top_index,
             top_shares=top_share,
             error_map=error_map,

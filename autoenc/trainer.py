@@ -38,6 +38,9 @@ PARTS = ("train", "validation", "anomalies")
 # The latent distribution is estimated on every validation row and at most
 # this many training rows (the first staged chunks that hold them).
 LATENT_TRAIN_ROWS = 100_000
+# The latent distances' percentiles come from a uniform sample of at most
+# this many validation rows (within about 0.003 of their level).
+LATENT_QUANTILE_ROWS = 100_000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -122,9 +125,11 @@ def train_staged(
 
     # One scorer for the three passes: its scoring function is traced once.
     scorer = Scorer(result.model, normalizer, threshold=np.inf)
-    errors, moments = _errors_and_moments(scorer, files["validation"], spec.model_width, seed=config.seed)
-    anomaly_errors, _ = _errors_and_moments(scorer, files["anomalies"], spec.model_width, seed=config.seed)
-    _, train_moments = _errors_and_moments(
+    errors, moments, latents = _errors_and_moments(
+        scorer, files["validation"], spec.model_width, seed=config.seed, latents=LATENT_QUANTILE_ROWS
+    )
+    anomaly_errors, _, _ = _errors_and_moments(scorer, files["anomalies"], spec.model_width, seed=config.seed)
+    _, train_moments, _ = _errors_and_moments(
         scorer, files["train"], spec.model_width, max_rows=LATENT_TRAIN_ROWS, seed=config.seed
     )
     if not (np.isfinite(errors).all() and np.isfinite(result.val_loss).any()):
@@ -132,7 +137,9 @@ def train_staged(
             "Training diverged: the validation errors are not finite numbers. Check the input for "
             "extreme values (see --extreme_value_spreads) or lower --learning_rate."
         )
-    latent_distribution = LatentDistribution.from_moments(*_add(moments, train_moments))
+    latent_distribution = LatentDistribution.from_moments(*_add(moments, train_moments)).with_quantiles(
+        latents
+    )
     chosen, method = choose_threshold(
         threshold, config, errors, anomaly_errors, normal_rows=counts["train"] + counts["validation"]
     )
@@ -219,11 +226,12 @@ def choose_threshold(
     return threshold, method
 
 
-def _errors_and_moments(scorer, files, n_features, *, max_rows=None, seed=0):
+def _errors_and_moments(scorer, files, n_features, *, max_rows=None, seed=0, latents: int = 0):
     """Reconstruction errors of staged rows (by ``scorer``, a ``Scorer``),
-    streamed, and the moments of their latent vectors (``latent_moments``
-    summed); with ``max_rows`` the rows of the first chunks that hold that
-    many. The errors kept are a uniform sample of at most
+    streamed, the moments of their latent vectors (``latent_moments``
+    summed) and a uniform sample of at most ``latents`` of those vectors;
+    with ``max_rows`` the rows of the first chunks that hold that many. The
+    errors kept are a uniform sample of at most
     ``autoenc.reservoir.MAX_ROWS`` (all of them below that), so memory does
     not grow with the validation rows."""
     from autoenc.reservoir import Reservoir
@@ -234,13 +242,21 @@ def _errors_and_moments(scorer, files, n_features, *, max_rows=None, seed=0):
         files, n_features, scorer.normalizer, batch_size=batch, n_rows=0, shuffle=False, seed=0, cache=False
     )
     kept, moments = Reservoir(seed=seed), None
+    sample = Reservoir(latents, seed=seed + 1) if latents else None
     for x, _ in ds:
         scores = scorer.score_normalized(x.numpy())
         kept.add(error=scores.reconstruction_error)
         moments = _add(moments, latent_moments(scores.latent[~scores.extreme]))
+        if sample is not None:
+            sample.add(latent=scores.latent[~scores.extreme])
         if max_rows is not None and moments[0] >= max_rows:
             break
-    return kept.columns().get("error", np.zeros(0)), moments
+    latent = sample.columns().get("latent") if sample is not None else None
+    return (
+        kept.columns().get("error", np.zeros(0)),
+        moments,
+        latent if latent is not None else np.zeros((0, 0)),
+    )
 
 
 def _add(a, b):

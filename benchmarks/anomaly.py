@@ -79,8 +79,11 @@ The detectors, each with its defaults except a seed:
   so it does not depend on ``--out``) and ``python -m pipelines.cli score
   --passthrough`` run as child processes;
   the score is ``reconstruction_error`` read back from ``scores/`` and matched
-  to the test rows by ``id``; the same run's ``latent_distance`` column is a
-  second autoenc row, "autoenc latent distance". autoenc normalizes the
+  to the test rows by ``id``; the same run's ``latent_distance`` and
+  ``combined_score`` columns are two more autoenc rows, "autoenc latent
+  distance" and "autoenc combined_score" (the panel's ranks and verdicts are
+  given again with combined_score in place of the reconstruction error,
+  lines starting "with combined_score:"). autoenc normalizes the
   features itself.
   ``--autoenc_args`` appends arguments to ``train`` for experiments. Its time
   is the wall time of both child processes (interpreter start and Beam
@@ -178,6 +181,7 @@ METHODS = ("autoenc", "pyod_ae", "iforest", "pca")
 METHOD_NAMES = {
     "autoenc": "autoenc",
     "autoenc_latent": "autoenc latent distance",
+    "autoenc_combined": "autoenc combined_score",
     "pyod_ae": "PyOD AutoEncoder",
     "iforest": "IsolationForest",
     "pca": "PCA",
@@ -436,7 +440,7 @@ def run_autoenc(work, x_train, x_test, y_test, test_ids, image, seed, epochs, ex
     seconds = time.perf_counter() - started
 
     files = sorted(glob.glob(os.path.join(out_dir, "scores", "*.parquet")))
-    wanted = ["id", "label", "reconstruction_error", "latent_distance"]
+    wanted = ["id", "label", "reconstruction_error", "latent_distance", "combined_score"]
     scores = pa.concat_tables(
         [pq.read_table(f, columns=[c for c in wanted if c in pq.read_schema(f).names]) for f in files]
     )
@@ -456,6 +460,8 @@ def run_autoenc(work, x_train, x_test, y_test, test_ids, image, seed, epochs, ex
     meta = {}
     if "latent_distance" in scores.column_names:  # autoenc before it had none
         meta["latent_distance"] = scores["latent_distance"].to_numpy()[order][position]
+    if "combined_score" in scores.column_names:  # autoenc before it had none
+        meta["combined_score"] = scores["combined_score"].to_numpy()[order][position]
     with open(os.path.join(work, "train.log")) as f:
         trained = re.search(r"best epoch (\d+) of (\d+)", f.read())
     if trained:
@@ -581,7 +587,8 @@ def evaluate(methods, work, x_train, x_test, y_test, test_ids, image, seed, args
             continue
         # autoenc's score run also gives the latent distance: a second autoenc row.
         latent = meta.pop("latent_distance", None)
-        for name, values in ((method, score), ("autoenc_latent", latent)):
+        combined = meta.pop("combined_score", None)
+        for name, values in ((method, score), ("autoenc_latent", latent), ("autoenc_combined", combined)):
             if values is None:
                 continue
             result[name] = dict(
@@ -676,8 +683,9 @@ def _verdict_line(dataset: str, what: str, v: dict, method: str = "autoenc") -> 
 def verdicts_of(figures: dict, how: str) -> dict:
     """``verdict`` of autoenc's reconstruction error, and of its latent distance when measured."""
     out = {"autoenc": verdict(figures, how)}
-    if figures.get("autoenc_latent"):
-        out["autoenc_latent"] = verdict(figures, how, "autoenc_latent")
+    for extra in ("autoenc_latent", "autoenc_combined"):
+        if figures.get(extra):
+            out[extra] = verdict(figures, how, extra)
     return out
 
 
@@ -857,7 +865,9 @@ def main(argv=None) -> int:
         )
         print(f"anomaly: {notes[-1]}", file=sys.stderr)
     # The figures shown: the methods run, autoenc's latent distance beside autoenc.
-    shown = [x for m in methods for x in ((m, "autoenc_latent") if m == "autoenc" else (m,))]
+    shown = [
+        x for m in methods for x in ((m, "autoenc_latent", "autoenc_combined") if m == "autoenc" else (m,))
+    ]
 
     out = args.out or tempfile.mkdtemp(prefix="autoenc-anomaly-")
     os.makedirs(out, exist_ok=True)
@@ -933,6 +943,16 @@ def main(argv=None) -> int:
     if args.panel or len(tabular_figures) + len(tabular_skipped) > 1:
         summary = panel_summary(tabular_figures, methods, tabular_skipped)
         report["panel"] = summary
+        # The same ranks and verdicts with autoenc's combined_score in place
+        # of its reconstruction error (the lever a default change would pull).
+        if any(f.get("autoenc_combined") for f in tabular_figures.values()):
+            combined = panel_summary(
+                {n: {**f, "autoenc": f.get("autoenc_combined")} for n, f in tabular_figures.items()},
+                methods,
+                tabular_skipped,
+            )
+            report["panel_with_combined_score"] = combined
+            summary["lines"] += [f"with combined_score: {line}" for line in combined["lines"]]
 
     if "fashion_mnist" in datasets:
         missing = [p for p in fmnist_files().values() if not os.path.exists(p)]

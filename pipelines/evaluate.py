@@ -13,8 +13,10 @@ Output under ``--output``:
 * ``evaluation.json``: per method ROC-AUC, PR-AUC, precision@k and the confusion
   matrix at the threshold (the model's; the others flag as many rows), the
   row counts and the model version. Methods: ``autoenc`` (the reconstruction
-  error), ``latent_distance`` (the model's latent distance, when the model has
-  a latent distribution), ``pca``, ``isolation_forest``;
+  error), ``combined`` (the model's ``combined_score``, when it has the
+  validation latent distances' percentiles), ``latent_distance`` (the model's
+  latent distance, when the model has a latent distribution), ``pca``,
+  ``isolation_forest``;
 * ``report.html``: a self-contained report (curves, histograms, latent space,
   the highest-scoring rows);
 * ``rejected/``: evaluation rows that failed validation, with reasons.
@@ -349,6 +351,8 @@ def score_methods(job: EvaluateJob, staged: Staged, pca, forest) -> Scored:
     )
     labels = sample.labels if sample.labels is not None else np.zeros(0, bool)
     columns = {"autoenc": sample.errors}
+    if "combined" in sample.extra:
+        columns["combined"] = sample.extra["combined"]
     if sample.latent_distances is not None:
         columns["latent_distance"] = sample.latent_distances
     for name in ("pca", "isolation_forest"):

@@ -59,6 +59,9 @@ class RowScores:
             validation rows' latents (``None`` for models without one).
         imputed_values: missing values imputed (a model trained with
             ``--missing impute``; else ``None``).
+        combined_score: in [0, 1], the larger of ``anomaly_score`` and the
+            share of validation rows with a smaller latent distance (``None``
+            for models trained before it existed).
     """
 
     latent: np.ndarray
@@ -67,6 +70,7 @@ class RowScores:
     is_anomaly: bool
     latent_distance: float | None = None
     imputed_values: int | None = None
+    combined_score: float | None = None
 
     def __float__(self) -> float:
         # apache_beam.ml.anomaly's OfflineDetector.score_prediction_adapter
@@ -202,6 +206,7 @@ class AutoencoderModelHandler(ModelHandler):
                         top_k=model.scorer.top_k,
                         latent_distance=scores.latent_distance is not None,
                         imputed=imputed is not None,
+                        combined=scores.combined_score is not None,
                     )
                 ),
             )
@@ -301,6 +306,7 @@ def _row_scores(scores, i: int, imputed: np.ndarray | None = None) -> RowScores:
         is_anomaly=bool(scores.is_anomaly[i]),
         latent_distance=None if scores.latent_distance is None else float(scores.latent_distance[i]),
         imputed_values=None if imputed is None else int(imputed[i]),
+        combined_score=None if scores.combined_score is None else float(scores.combined_score[i]),
     )
 
 

@@ -75,6 +75,8 @@ class ScoringSetup:
             ``latent_distance`` column is written).
         categorical: what training counted of each categorical column
             (``metadata.json``'s ``input.categorical``), for the drift guard.
+        combined: whether the ``combined_score`` column is written (a model
+            with its validation rows' latent-distance percentiles).
     """
 
     model_dir: str
@@ -87,6 +89,7 @@ class ScoringSetup:
     error_map: bool = False
     latent_distance: bool = True
     categorical: dict | None = None
+    combined: bool = False
 
     def fields(self) -> list[pa.Field]:
         """The score columns' fields."""
@@ -95,6 +98,7 @@ class ScoringSetup:
             error_map=self.error_map,
             latent_distance=self.latent_distance,
             imputed=self.spec.imputation is not None,
+            combined=self.combined,
         )
 
 
@@ -161,6 +165,7 @@ def scoring_setup(
         error_map=error_map,
         latent_distance=artifact.metadata.latent_distribution is not None,
         categorical=artifact.metadata.input.get("categorical"),
+        combined=getattr(artifact.metadata.latent_distribution, "distance_quantiles", None) is not None,
     )
 
 

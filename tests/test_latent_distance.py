@@ -104,6 +104,37 @@ def test_latent_distance_finds_extreme_rows_that_reconstruct_well(tmp_path, rng,
     assert auc(error, "off") > 0.95
     # Normal rows: distances of a 2-D standard normal (median sqrt(2 ln 2) = 1.18).
     assert 0.9 < np.median(distance[normal]) < 1.5
+    # combined_score: the larger of the two percentiles, so it finds both kinds.
+    combined = scores["combined_score"].to_numpy()
+    anomaly = scores["anomaly_score"].to_numpy()
+    assert (combined >= anomaly).all() and ((combined >= 0) & (combined <= 1)).all()
+    assert auc(combined, "far") > 0.9 and auc(combined, "off") > 0.95
+    quantiles = meta.latent_distribution.distance_quantiles
+    assert len(quantiles) == 101 and (np.diff(quantiles) >= 0).all()
+    # The validation rows' median distance is their 50th percentile.
+    assert 0.9 < quantiles[50] < 1.5
+
+
+def test_combined_score_of_an_extreme_row_is_1_and_old_artifacts_have_none(rng):
+    from autoenc.models import build_dense
+    from autoenc.preprocessing import Normalizer
+    from autoenc.scoring import Scorer
+
+    model = build_dense(3, latent_dim=1, hidden_units=(4,))
+    distribution = LatentDistribution.from_moments(*latent_moments(rng.normal(size=(500, 1))))
+    normal = Normalizer(np.zeros(3), np.ones(3))
+    quantiles = np.linspace(0, 1, 101)
+    with_q = Scorer(
+        model,
+        normal,
+        1.0,
+        quantiles,
+        latent_distribution=distribution.with_quantiles(rng.normal(size=(500, 1))),
+    )
+    scores = with_q.score(np.array([[0.0, 0.0, 0.0], [1e300, 0.0, 0.0], [np.inf, 0.0, 0.0]]))
+    assert scores.combined_score[1:].tolist() == [1.0, 1.0] and scores.extreme[1:].all()
+    without = Scorer(model, normal, 1.0, quantiles, latent_distribution=distribution)
+    assert without.score(np.zeros((2, 3))).combined_score is None
 
 
 def test_minmax_normalization_keeps_an_error_for_rows_beyond_the_training_range(tmp_path, rng):
