@@ -3,6 +3,7 @@
 Draws ``-n`` latent vectors from the prior N(0, I), decodes them with the
 model's decoder, undoes the normalization and writes one Parquet file: the
 model's feature columns (with their training types, integer features rounded;
+a categorical feature drawn from the decoder's probabilities over its categories;
 image and sequence features as nested fixed-size lists of their shape) and the
 ``latent`` vector each record was decoded from. Runs in this process,
 no Beam pipeline.
@@ -66,9 +67,13 @@ def run(argv=None) -> pa.Table:
     z, x = generate(artifact.model, artifact.metadata.normalization, opt.n, seed=opt.seed)
     columns = {}
     offset = 0
+    rng = np.random.default_rng(opt.seed)
     for feature in artifact.metadata.spec.features:
         values = x[:, offset : offset + feature.size]
         offset += feature.size
+        if feature.categorical:
+            columns[feature.name] = _draw_categories(values, feature, rng)
+            continue
         if feature.shape:
             # An image or sequence: nested fixed-size lists of its shape, float32.
             column = pa.array(values.astype(np.float32).ravel())
@@ -94,6 +99,27 @@ def run(argv=None) -> pa.Table:
         file=sys.stderr,
     )
     return table
+
+
+def _draw_categories(probabilities: np.ndarray, feature, rng) -> pa.Array:
+    """A categorical feature's generated values: one category per row, drawn
+    from the decoder's softmax over its block (the out-of-vocabulary slot
+    gives null), in the column's training type where that is a boolean or an
+    integer, else as text."""
+    p = np.clip(np.asarray(probabilities, dtype=np.float64), 0.0, None)
+    p /= p.sum(axis=1, keepdims=True)
+    chosen = (rng.random((len(p), 1)) > np.cumsum(p, axis=1)).sum(axis=1).clip(0, p.shape[1] - 1)
+    labels = list(feature.categories) + [None]
+    values = [labels[i] for i in chosen]
+    if feature.dtype == "bool":
+        return pa.array([None if v is None else v == "true" for v in values], pa.bool_())
+    try:
+        arrow_type = pa.type_for_alias(feature.dtype)
+    except ValueError:
+        arrow_type = pa.string()
+    if pa.types.is_integer(arrow_type):
+        return pa.array([None if v is None else int(v) for v in values], arrow_type)
+    return pa.array(values, pa.string())
 
 
 def main(argv=None):

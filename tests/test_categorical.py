@@ -372,6 +372,15 @@ def test_every_tabular_kind_takes_categorical_columns(tmp_path, model):
     )
     assert summary["counts"]["scored"] == 600
     assert artifact.metadata.model_kind == model
+    if model == "vae":
+        from autoenc_beam import sample
+
+        generated = sample.run(
+            [f"--model_dir={tmp_path / 'm'}", "-n", "300", f"--output={tmp_path / 's.parquet'}"]
+        )
+        assert generated.num_rows == 300
+        assert set(generated["a"].to_pylist()) <= {f"a{i}" for i in range(6)} | {None}
+        assert generated.schema.field("flag").type == pa.bool_()
 
 
 @settings(max_examples=80, deadline=None)
