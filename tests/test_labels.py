@@ -130,7 +130,7 @@ def test_evaluate_reports_the_model_beside_pca_and_isolation_forest(labeled_mode
     # The baselines were fitted on the model's own training rows (all of them: fewer than --baseline_rows).
     assert counts["baseline"] == meta.rows["train"]
     assert result["label_column"] == "label" and result["threshold"]["method"] == "best_f1"
-    assert set(result["methods"]) == {"autoenc", "latent_distance", "pca", "isolation_forest"}
+    assert set(result["methods"]) == {"autoenc", "combined", "latent_distance", "pca", "isolation_forest"}
     for name, m in result["methods"].items():
         assert sum(m["confusion"].values()) == 1050, name
         assert m["confusion"]["tp"] + m["confusion"]["fn"] == 50
@@ -143,6 +143,8 @@ def test_evaluate_reports_the_model_beside_pca_and_isolation_forest(labeled_mode
     flagged = model["confusion"]["tp"] + model["confusion"]["fp"]
     for name in ("latent_distance", "pca", "isolation_forest"):
         assert abs(result["methods"][name]["flagged"] - flagged) <= 2
+    # combined_score saturates at 1 (beyond every validation row): ties flag fewer.
+    assert result["methods"]["combined"]["flagged"] <= flagged + 2
     rejected = pq.read_table(tmp_path / "out" / "rejected")
     assert sorted(rejected["id"].to_pylist()) == ["bad-label-2", "bad-label-null"]
     printed = capsys.readouterr().err
@@ -214,7 +216,7 @@ def test_training_and_evaluation_reports_render_in_a_real_browser(labeled_model_
         assert "Originals" not in page.text
     assert trained.images == 3 and "best_f1" in trained.text and "labeled anomalous" in trained.text
     assert evaluated.images == 4 and "ROC and precision-recall curves" in evaluated.text
-    for method in ("autoenc", "latent_distance", "pca", "isolation_forest"):
+    for method in ("autoenc", "combined", "latent_distance", "pca", "isolation_forest"):
         assert method in evaluated.text
     # The report's table shows the figures of evaluation.json.
     figures = json.loads((tmp_path / "out" / "evaluation.json").read_text())["methods"]

@@ -77,6 +77,7 @@ def test_score_parquet_end_to_end(tiny_model_dir, tmp_path):
         "latent_distance",
         "reconstruction_error",
         "anomaly_score",
+        "combined_score",
         "is_anomaly",
         "top_features",
     ]
@@ -147,6 +148,7 @@ def test_passthrough_keeps_every_input_column(tiny_model_dir, tmp_path):
         "latent_distance",
         "reconstruction_error",
         "anomaly_score",
+        "combined_score",
         "is_anomaly",
         "top_features",
     ]
