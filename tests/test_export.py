@@ -38,7 +38,14 @@ ROOT = Path(__file__).resolve().parent.parent
 KINDS = ("dense", "vae", "conv", "transformer")
 # Small and fast: the numbers must agree, not be good.
 TINY = dict(epochs=3, patience=3, n_init=1, init="random", seed=3)
-OUTPUTS = ("latent", "latent_distance", "reconstruction_error", "anomaly_score", "combined_score", "is_anomaly")
+OUTPUTS = (
+    "latent",
+    "latent_distance",
+    "reconstruction_error",
+    "anomaly_score",
+    "combined_score",
+    "is_anomaly",
+)
 IMAGE = (8, 8, 1)
 SEQUENCE = (12, 1)
 
