@@ -46,6 +46,13 @@ with their range. Sizes below are train / test normal + test anomalies:
   form the pool: per seed 3,000 of them are drawn (to keep the time sane),
   2,000 train and 1,000 test; the anomalies are a seeded draw from the test
   set's 9,000 images of the other classes. 2000 / 1000 + 111.
+* ``penguins_species`` (not in ``--panel``; ``--datasets penguins_species``):
+  Palmer penguins' 4 measurements and species, island and sex (rows with a
+  null dropped: 333). autoenc reads the three as categorical columns (integer
+  codes named in ``--categorical_columns``); PyOD, the IsolationForest and
+  PCA get them one-hot. Planted anomalies (``default_rng([seed, 2])``): real
+  test-normal penguins given another species, everything else kept, so only
+  the species does not fit. 222 / 111 + 12.
 
 ``--panel`` runs all seven (add ``--datasets fashion_mnist`` for the conv rows
 as well) and then ranks the methods on each set by median ROC-AUC (1 = best;
@@ -302,6 +309,39 @@ FMNIST_FLAT_CLASS = 0  # T-shirt/top
 FMNIST_FLAT_NORMAL = 3000  # normal images drawn per seed: 2,000 train, 1,000 test
 
 
+PENGUIN_CATEGORIES = ("species", "island", "sex")
+
+
+def penguins_species_split(seed: int):
+    """Palmer penguins' 4 measurements and 3 categorical columns (species,
+    island, sex as integer codes; rows with a null dropped); planted
+    mislabelled birds.
+
+    Normal = every real penguin, split as the other sets. Each of the
+    ``max(10, round(test normals / 9))`` anomalies is a random test-normal
+    penguin given another species (its measurements, island and sex kept):
+    every value is real, and only the species does not fit the rest. The
+    categorical columns are the last three; autoenc is told they are
+    categorical (``--categorical_columns``), the other detectors get them
+    one-hot (``CATEGORICAL_SETS``).
+    """
+    import palmerpenguins
+
+    frame = palmerpenguins.load_penguins().dropna(subset=[*PENGUIN_COLUMNS, *PENGUIN_CATEGORIES])
+    codes = [frame[c].astype("category").cat.codes.to_numpy(np.float64) for c in PENGUIN_CATEGORIES]
+    x = np.column_stack([frame[PENGUIN_COLUMNS].to_numpy(np.float64), *codes])
+    x_train, x_normal, _, normal_ids = one_class_split(x, np.zeros(len(x), dtype=bool), seed)
+    rng = np.random.default_rng([seed, 2])
+    k = max(10, round(len(normal_ids) / 9))
+    planted = x[rng.choice(normal_ids, k)].copy()
+    species = len(PENGUIN_COLUMNS)
+    planted[:, species] = (planted[:, species] + rng.integers(1, 3, k)) % 3
+    x_test = np.concatenate([x_normal, planted])
+    y_test = np.concatenate([np.zeros(len(x_normal), np.int64), np.ones(k, np.int64)])
+    test_ids = np.concatenate([normal_ids, len(x) + np.arange(k)]).astype(np.int64)
+    return x_train, x_test, y_test, test_ids
+
+
 def fmnist_flat_split(seed: int):
     """Fashion-MNIST as 784 plain features (pixel / 255): normal = T-shirt/top.
 
@@ -349,6 +389,11 @@ TABULAR = {
     "digits": (digits_split, lambda: None, "8x8 digits 1797 x 64, normal 1-9, anomaly = drawn 0s"),
     "wine": (wine_split, lambda: None, "178 x 13, normal = cultivars 1, 2, anomaly = drawn cultivar 0"),
     "penguins": (penguins_split, _needs("palmerpenguins", _PANEL_PIP), "342 x 4, anomaly = planted chimeras"),
+    "penguins_species": (
+        penguins_species_split,
+        _needs("palmerpenguins", _PANEL_PIP),
+        "333 x (4 + 3 categorical), anomaly = planted mislabelled species",
+    ),
     "fmnist_flat": (
         fmnist_flat_split,
         _needs_fmnist,
@@ -356,6 +401,21 @@ TABULAR = {
     ),
 }
 PANEL = ("breast_cancer", "breastw", "pima", "digits", "wine", "penguins", "fmnist_flat")
+# Sets with categorical columns (integer codes): their indices. autoenc reads
+# them as categorical columns; the other detectors get them one-hot.
+CATEGORICAL_SETS = {"penguins_species": (4, 5, 6)}
+
+
+def one_hot_codes(train: np.ndarray, test: np.ndarray, columns) -> tuple[np.ndarray, np.ndarray]:
+    """``train`` and ``test`` with the integer-code ``columns`` replaced by
+    one-hot columns (one per code seen in either)."""
+    keep = [j for j in range(train.shape[1]) if j not in columns]
+    parts_train, parts_test = [train[:, keep]], [test[:, keep]]
+    for j in columns:
+        codes = np.unique(np.concatenate([train[:, j], test[:, j]]))
+        parts_train.append((train[:, j : j + 1] == codes).astype(np.float64))
+        parts_test.append((test[:, j : j + 1] == codes).astype(np.float64))
+    return np.hstack(parts_train), np.hstack(parts_test)
 
 
 def fmnist_files() -> dict[str, str]:
@@ -383,9 +443,11 @@ def load_fmnist():
     return tuple(out)
 
 
-def write_parquet(path: str, x: np.ndarray, ids: np.ndarray, labels: np.ndarray | None, image: bool) -> None:
-    """Tabular: f00.. float64 columns (f000.. past 100); images: one fixed_size_list<float32, 784>
-    column, values / 255."""
+def write_parquet(
+    path: str, x: np.ndarray, ids: np.ndarray, labels: np.ndarray | None, image: bool, categorical=()
+) -> None:
+    """Tabular: f00.. float64 columns (f000.. past 100; the ``categorical``
+    ones int64 codes); images: one fixed_size_list<float32, 784> column, values / 255."""
     columns = {"id": pa.array(ids, pa.int64())}
     if image:
         flat = (x.reshape(len(x), -1).astype(np.float32) / np.float32(255.0)).ravel()
@@ -393,7 +455,8 @@ def write_parquet(path: str, x: np.ndarray, ids: np.ndarray, labels: np.ndarray 
     else:
         digits = max(2, len(str(x.shape[1] - 1)))
         for j in range(x.shape[1]):
-            columns[f"f{j:0{digits}d}"] = pa.array(x[:, j].astype(np.float64), pa.float64())
+            kind = (np.int64, pa.int64()) if j in categorical else (np.float64, pa.float64())
+            columns[f"f{j:0{digits}d}"] = pa.array(x[:, j].astype(kind[0]), kind[1])
     if labels is not None:
         columns["label"] = pa.array(labels, pa.int64())
     pq.write_table(pa.table(columns), path)
@@ -415,13 +478,13 @@ def _run(cmd: list[str], log: str, src: str) -> None:
         raise RuntimeError(f"{shlex.join(cmd)} failed with {proc.returncode}; log {log}:\n{tail}")
 
 
-def run_autoenc(work, x_train, x_test, y_test, test_ids, image, seed, epochs, extra, src):
+def run_autoenc(work, x_train, x_test, y_test, test_ids, image, seed, epochs, extra, src, categorical=()):
     """Fit with ``autoenc train``, score with ``autoenc score``; errors in test order, seconds."""
     os.makedirs(work, exist_ok=True)
     train_path = os.path.join(work, "train.parquet")
     test_path = os.path.join(work, "test.parquet")
-    write_parquet(train_path, x_train, np.arange(len(x_train)), None, image)
-    write_parquet(test_path, x_test, test_ids, y_test, image)
+    write_parquet(train_path, x_train, np.arange(len(x_train)), None, image, categorical)
+    write_parquet(test_path, x_test, test_ids, y_test, image, categorical)
     model_dir, out_dir = os.path.join(work, "model"), os.path.join(work, "scored")
     for stale in (model_dir, out_dir):  # a re-run into the same --out starts afresh
         shutil.rmtree(stale, ignore_errors=True)
@@ -431,6 +494,9 @@ def run_autoenc(work, x_train, x_test, y_test, test_ids, image, seed, epochs, ex
         train += ["--model", "conv", "--shape", "28,28,1"]
     if epochs:
         train += ["--epochs", str(epochs)]
+    if categorical:
+        digits = max(2, len(str(x_train.shape[1] - 1)))
+        train += ["--categorical_columns", ",".join(f"f{j:0{digits}d}" for j in categorical)]
     train += shlex.split(extra)
     score = [sys.executable, "-m", "pipelines.cli", "score", "--input", test_path]
     score += ["--model_dir", model_dir, "--output", out_dir, "--passthrough"]
@@ -550,7 +616,7 @@ def versions() -> dict:
 # ----------------------------------------------------------------------------- evaluation
 
 
-def evaluate(methods, work, x_train, x_test, y_test, test_ids, image, seed, args) -> dict:
+def evaluate(methods, work, x_train, x_test, y_test, test_ids, image, seed, args, categorical=()) -> dict:
     """Every method on one split: {method: {roc_auc, pr_auc, seconds} or {skipped}}."""
     from sklearn.metrics import average_precision_score, roc_auc_score
 
@@ -558,6 +624,8 @@ def evaluate(methods, work, x_train, x_test, y_test, test_ids, image, seed, args
     flat_test = x_test.reshape(len(x_test), -1).astype(np.float64)
     if image:
         flat_train, flat_test = flat_train / 255.0, flat_test / 255.0
+    if categorical:
+        flat_train, flat_test = one_hot_codes(flat_train, flat_test, categorical)
     epochs = QUICK_EPOCHS if args.quick else None
     result = {}
     for method in methods:
@@ -574,6 +642,7 @@ def evaluate(methods, work, x_train, x_test, y_test, test_ids, image, seed, args
                     epochs,
                     args.autoenc_args,
                     args.autoenc_src,
+                    categorical,
                 )
             elif method == "pyod_ae":
                 score, seconds, meta = run_pyod(flat_train, flat_test, seed, epochs)
@@ -917,7 +986,20 @@ def main(argv=None) -> int:
             print(f"anomaly: {name} seed {seed}", file=sys.stderr, flush=True)
             x_train, x_test, y_test, test_ids = split(seed)
             work = os.path.join(out, name, f"seed{seed}")
-            runs.append(evaluate(methods, work, x_train, x_test, y_test, test_ids, False, seed, args))
+            runs.append(
+                evaluate(
+                    methods,
+                    work,
+                    x_train,
+                    x_test,
+                    y_test,
+                    test_ids,
+                    False,
+                    seed,
+                    args,
+                    CATEGORICAL_SETS.get(name, ()),
+                )
+            )
             report["datasets"][name] = {"runs": {str(s): r for s, r in enumerate(runs)}}
             save(partial=True)
         figures = aggregate(runs, shown, "median")
