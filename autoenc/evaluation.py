@@ -85,18 +85,31 @@ def finite_scores(scores) -> np.ndarray:
 
 
 def threshold_for_count(scores: np.ndarray, count: int) -> float:
-    """A threshold that flags the ``count`` highest scores (fewer on ties).
+    """A threshold that flags (``scores > threshold``) the ``count`` highest
+    scores; where ties make that impossible, the nearest number of rows it
+    can flag (fewer when both are as near).
 
     Example:
         >>> threshold_for_count(np.array([1.0, 5.0, 3.0, 4.0]), 2)
         3.0
+        >>> t = threshold_for_count(np.array([0.2, 1.0, 1.0, 1.0, 0.5]), 2)
+        >>> int((np.array([0.2, 1.0, 1.0, 1.0, 0.5]) > t).sum())
+        3
     """
     ordered = np.sort(np.asarray(scores, dtype=np.float64))[::-1]
     if count <= 0:
         return float(ordered[0]) if len(ordered) else 0.0
     if count >= len(ordered):
         return float(ordered[-1]) - 1.0
-    return float(ordered[count])
+    if ordered[count] < ordered[count - 1]:
+        return float(ordered[count])
+    tied = ordered[count - 1]
+    fewer = int(np.count_nonzero(ordered > tied))
+    more = int(np.count_nonzero(ordered >= tied))
+    if count - fewer <= more - count:
+        return float(tied)
+    lower = ordered[ordered < tied]
+    return float(lower[0]) if len(lower) else float(ordered[-1]) - 1.0
 
 
 @dataclasses.dataclass
