@@ -95,6 +95,14 @@ class ArtifactMetadata:
     latent_distribution: Any = None
     format_version: int | None = None
 
+    @property
+    def combined_score(self) -> bool:
+        """Whether the model scores ``combined_score`` (it keeps its validation
+        rows' latent-distance percentiles)."""
+        return (
+            self.latent_distribution is not None and self.latent_distribution.distance_quantiles is not None
+        )
+
     def to_json(self) -> str:
         d = {
             "format_version": FORMAT_VERSION if self.spec.categorical_features else 1,

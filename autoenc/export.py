@@ -320,7 +320,7 @@ def _export_metadata(artifact, model_dir: str) -> dict:
     """The content of ``assets/autoenc_export.json``."""
     meta = artifact.metadata
     outputs = [n for n in OUTPUTS if n != "latent_distance" or meta.latent_distribution is not None]
-    if getattr(meta.latent_distribution, "distance_quantiles", None) is not None:
+    if meta.combined_score:
         outputs.append("combined_score")
     if meta.spec.imputation is not None:
         outputs.append("imputed_values")

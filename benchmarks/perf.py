@@ -252,7 +252,7 @@ def child_plain(args) -> None:
     for i, path in enumerate(sorted(glob.glob(args.input))):
         pf = pq.ParquetFile(path)
         keep = pf.schema_arrow.names if args.passthrough else list(spec.key_columns)
-        combined = art.metadata.latent_distribution.distance_quantiles is not None
+        combined = art.metadata.combined_score
         schema = pa.schema(
             [pf.schema_arrow.field(n) for n in keep] + score_fields(top_k=top_k, combined=combined)
         )
@@ -354,7 +354,7 @@ def child_beam_api(args) -> None:
     spec = art.metadata.spec
     keep = list(spec.key_columns)
     schema = pq.read_schema(sorted(glob.glob(args.input))[0])
-    combined = art.metadata.latent_distribution.distance_quantiles is not None
+    combined = art.metadata.combined_score
     out_schema = pa.schema(
         [schema.field(n) for n in keep] + score_fields(top_k=min(3, spec.n_features), combined=combined)
     )

@@ -165,7 +165,7 @@ def scoring_setup(
         error_map=error_map,
         latent_distance=artifact.metadata.latent_distribution is not None,
         categorical=artifact.metadata.input.get("categorical"),
-        combined=getattr(artifact.metadata.latent_distribution, "distance_quantiles", None) is not None,
+        combined=artifact.metadata.combined_score,
     )
 
 

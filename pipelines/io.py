@@ -161,19 +161,26 @@ def write_bytes(path: str, data: bytes) -> None:
 _TEMPORARY = re.compile(r"\..+\.[0-9a-f]{8}\.tmp")
 
 
+def temporaries(directory: str) -> list[str]:
+    """The names of those temporary files in a local ``directory`` ([] elsewhere)."""
+    if not is_local(directory) or not os.path.isdir(directory):
+        return []
+    return [
+        n
+        for n in sorted(os.listdir(directory))
+        if _TEMPORARY.fullmatch(n) and os.path.isfile(os.path.join(directory, n))
+    ]
+
+
 def remove_temporaries(directory: str, *, older_than_s: float = 0.0) -> list[str]:
     """Deletes the temporary files that whole-file writes killed before their
     rename left in a local ``directory`` (only those ``older_than_s`` seconds
     old or more); returns their names. Call it only where no live run can be
     writing, or with an age no write takes."""
-    if not is_local(directory) or not os.path.isdir(directory):
-        return []
     removed = []
     now = time.time()
-    for name in sorted(os.listdir(directory)):
+    for name in temporaries(directory):
         path = os.path.join(directory, name)
-        if not _TEMPORARY.fullmatch(name) or not os.path.isfile(path):
-            continue
         try:
             if now - os.path.getmtime(path) >= older_than_s:
                 os.remove(path)

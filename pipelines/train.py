@@ -184,7 +184,7 @@ def cleanup_abandoned(model_dir: str) -> None:
             for n in ((STAGING,) if complete else (STAGING, artifacts.MODEL_FILE, REPORT_FILE))
             if os.path.lexists(os.path.join(version_dir, n))
         ]
-        if (leftovers or _has_temporaries(version_dir)) and outputs.is_free(version_dir):
+        if (leftovers or io.temporaries(version_dir)) and outputs.is_free(version_dir):
             for n in leftovers:
                 io.delete_tree(os.path.join(version_dir, n))
             leftovers += io.remove_temporaries(version_dir)
@@ -193,10 +193,6 @@ def cleanup_abandoned(model_dir: str) -> None:
                 f"({', '.join(leftovers)}).",
                 file=sys.stderr,
             )
-
-
-def _has_temporaries(directory: str) -> bool:
-    return any(n.endswith(".tmp") and n.startswith(".") for n in os.listdir(directory))
 
 
 def _fail_version(version_dir: str, error: BaseException) -> None:
