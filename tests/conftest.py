@@ -50,6 +50,28 @@ def write_tfrecord(table: pa.Table, path: str, *, gzip: bool = False) -> None:
             writer.write(example.SerializeToString())
 
 
+@pytest.fixture(scope="session", autouse=True)
+def java_temporary_files(tmp_path_factory):
+    """Keeps the temporary files of every Java process the tests start (Flink and
+    Spark clusters, Beam's job servers) in one directory, removed at the end.
+
+    Left in the system's temporary directory, a killed TaskManager's working
+    directory (its blob store holds the job's jar: about 0.5 GB) stays there
+    for good, and repeated runs fill the disk.
+    """
+    import shutil
+
+    directory = tmp_path_factory.mktemp("java-tmp")
+    before = os.environ.get("JAVA_TOOL_OPTIONS")
+    os.environ["JAVA_TOOL_OPTIONS"] = f"{before or ''} -Djava.io.tmpdir={directory}".strip()
+    yield directory
+    if before is None:
+        os.environ.pop("JAVA_TOOL_OPTIONS", None)
+    else:
+        os.environ["JAVA_TOOL_OPTIONS"] = before
+    shutil.rmtree(directory, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
 def article_parquet(tmp_path_factory) -> str:
     """2,000 rows of the article's data as one Parquet file with 4 row groups."""
