@@ -443,6 +443,12 @@ def load_fmnist():
     return tuple(out)
 
 
+def column_names(n: int) -> list[str]:
+    """The Parquet names of ``n`` tabular columns: f00.. (f000.. past 100)."""
+    digits = max(2, len(str(n - 1)))
+    return [f"f{j:0{digits}d}" for j in range(n)]
+
+
 def write_parquet(
     path: str, x: np.ndarray, ids: np.ndarray, labels: np.ndarray | None, image: bool, categorical=()
 ) -> None:
@@ -453,10 +459,9 @@ def write_parquet(
         flat = (x.reshape(len(x), -1).astype(np.float32) / np.float32(255.0)).ravel()
         columns["image"] = pa.FixedSizeListArray.from_arrays(pa.array(flat, pa.float32()), 784)
     else:
-        digits = max(2, len(str(x.shape[1] - 1)))
-        for j in range(x.shape[1]):
+        for j, name in enumerate(column_names(x.shape[1])):
             kind = (np.int64, pa.int64()) if j in categorical else (np.float64, pa.float64())
-            columns[f"f{j:0{digits}d}"] = pa.array(x[:, j].astype(kind[0]), kind[1])
+            columns[name] = pa.array(x[:, j].astype(kind[0]), kind[1])
     if labels is not None:
         columns["label"] = pa.array(labels, pa.int64())
     pq.write_table(pa.table(columns), path)
@@ -495,8 +500,8 @@ def run_autoenc(work, x_train, x_test, y_test, test_ids, image, seed, epochs, ex
     if epochs:
         train += ["--epochs", str(epochs)]
     if categorical:
-        digits = max(2, len(str(x_train.shape[1] - 1)))
-        train += ["--categorical_columns", ",".join(f"f{j:0{digits}d}" for j in categorical)]
+        names = column_names(x_train.shape[1])
+        train += ["--categorical_columns", ",".join(names[j] for j in categorical)]
     train += shlex.split(extra)
     score = [sys.executable, "-m", "pipelines.cli", "score", "--input", test_path]
     score += ["--model_dir", model_dir, "--output", out_dir, "--passthrough"]

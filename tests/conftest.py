@@ -62,13 +62,10 @@ def java_temporary_files(tmp_path_factory):
     import shutil
 
     directory = tmp_path_factory.mktemp("java-tmp")
-    before = os.environ.get("JAVA_TOOL_OPTIONS")
-    os.environ["JAVA_TOOL_OPTIONS"] = f"{before or ''} -Djava.io.tmpdir={directory}".strip()
-    yield directory
-    if before is None:
-        os.environ.pop("JAVA_TOOL_OPTIONS", None)
-    else:
-        os.environ["JAVA_TOOL_OPTIONS"] = before
+    with pytest.MonkeyPatch.context() as patch:
+        before = os.environ.get("JAVA_TOOL_OPTIONS", "")
+        patch.setenv("JAVA_TOOL_OPTIONS", f"{before} -Djava.io.tmpdir={directory}".strip())
+        yield directory
     shutil.rmtree(directory, ignore_errors=True)
 
 
