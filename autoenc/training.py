@@ -71,8 +71,9 @@ class TrainingConfig:
         activation: hidden-layer activation.
         epochs: most epochs to run; early stopping usually ends sooner.
         batch_size: rows per gradient step.
-        learning_rate: Adam's initial learning rate; halved when validation loss
-            stalls for ``max(2, patience // 3)`` epochs.
+        learning_rate: Adam's initial learning rate; halved (down to 1e-6) when
+            validation loss has not fallen by ``min_improvement`` (relative)
+            for ``max(2, patience // 3)`` epochs.
         patience: epochs without validation improvement before stopping; the
             best weights are restored.
         min_improvement: the relative fall in validation loss that counts as
@@ -451,7 +452,6 @@ def fit(
     Returns:
         A ``FitResult``.
     """
-    import keras
 
     from autoenc.progress import TrainingProgress, progress_mode
 
@@ -482,13 +482,11 @@ def fit(
     timer = epoch_timer()
     callbacks = [
         stopper,
-        keras.callbacks.ReduceLROnPlateau(
-            monitor="val_loss", factor=0.5, patience=max(2, config.patience // 3), min_lr=1e-6
-        ),
+        reduce_learning_rate(max(2, config.patience // 3), config.min_improvement),
         timer,
     ]
     if mode is not None:
-        # After ReduceLROnPlateau, so that the epoch's logs hold the learning rate.
+        # After reduce_learning_rate, so that the epoch's logs hold the learning rate.
         callbacks.append(TrainingProgress(live=mode == "live", stopper=stopper))
     _log.info("Training the chosen start for up to %d epochs", config.epochs)
     history = model.fit(
@@ -554,6 +552,43 @@ def early_stopping(patience: int, min_improvement: float):
                 self.model.set_weights(self.best_weights)
 
     return EarlyStop()
+
+
+def reduce_learning_rate(patience: int, min_improvement: float, factor: float = 0.5, min_lr: float = 1e-6):
+    """A Keras callback: multiply the learning rate by ``factor`` (not below
+    ``min_lr``) after ``patience`` epochs without a relative fall of
+    ``min_improvement`` in validation loss, the rule ``early_stopping`` counts by.
+
+    Keras's ``ReduceLROnPlateau`` counts an epoch as an improvement only when the
+    loss falls by an absolute ``min_delta`` (1e-4 by default): a model whose
+    validation loss is near 1e-4 or below (a well-fitted model, or any model on
+    min-max scaled values) never improves by that much, so its learning rate fell
+    to the floor within about 50 epochs and training all but stopped.
+    """
+    import keras
+
+    class ReduceLearningRate(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            self.reference = math.inf
+            self.wait = 0
+
+        def on_epoch_end(self, epoch, logs=None):
+            logs = logs if logs is not None else {}
+            optimizer = self.model.optimizer
+            rate = float(keras.ops.convert_to_numpy(optimizer.learning_rate))
+            loss = float(logs.get("val_loss", math.nan))
+            if self.reference == math.inf or loss < self.reference * (1.0 - min_improvement):
+                self.reference = loss
+                self.wait = 0
+            else:
+                self.wait += 1
+                if self.wait >= patience and rate > min_lr:
+                    rate = max(rate * factor, min_lr)
+                    optimizer.learning_rate = rate
+                    self.wait = 0
+            logs["learning_rate"] = rate
+
+    return ReduceLearningRate()
 
 
 def epoch_timer():

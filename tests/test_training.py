@@ -97,6 +97,39 @@ def test_early_stopping_ignores_crawling_but_keeps_the_best_weights():
     assert run_early_stopping([1.0, 0.8, float("nan"), 0.1], 3, 1e-4) == (3, 1)
 
 
+def run_reduce_learning_rate(losses, patience, min_improvement):
+    """Feeds ``losses`` to the callback on a real Adam; the learning rate logged after each epoch."""
+    import keras
+
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(2)])
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="mse")
+    callback = training.reduce_learning_rate(patience, min_improvement)
+    callback.set_model(model)
+    callback.on_train_begin()
+    rates = []
+    for epoch, loss in enumerate(losses):
+        logs = {"val_loss": loss}
+        callback.on_epoch_end(epoch, logs)
+        rates.append(logs["learning_rate"])
+        assert rates[-1] == pytest.approx(float(model.optimizer.learning_rate.numpy()))
+    return rates
+
+
+def test_learning_rate_falls_only_when_the_relative_fall_stalls():
+    # Losses of a well-fitted model (min-max units): 1% lower every epoch. Keras's
+    # ReduceLROnPlateau (absolute min_delta 1e-4) halved the rate every 2 epochs here.
+    falling = [1e-5 * 0.99**k for k in range(12)]
+    assert run_reduce_learning_rate(falling, patience=2, min_improvement=1e-4) == pytest.approx([1e-3] * 12)
+    # A plateau halves it every `patience` epochs, down to 1e-6 and no lower.
+    flat = run_reduce_learning_rate([1e-5] * 30, patience=2, min_improvement=1e-4)
+    assert flat[:5] == pytest.approx([1e-3, 1e-3, 5e-4, 5e-4, 2.5e-4])
+    assert min(flat) == pytest.approx(1e-6) and flat[-1] == pytest.approx(1e-6)
+    # Crawling (a millionth per epoch) counts as a plateau; NaN too.
+    crawl = run_reduce_learning_rate([1.0 * (1 - 1e-6 * k) for k in range(5)], 2, 1e-4)
+    assert crawl == pytest.approx([1e-3, 1e-3, 5e-4, 5e-4, 2.5e-4])
+    assert run_reduce_learning_rate([1.0, float("nan"), float("nan")], 2, 1e-4)[-1] == pytest.approx(5e-4)
+
+
 def test_default_latent_dim_grows_with_the_features():
     assert [TrainingConfig().resolved_latent_dim(n) for n in (1, 4, 64, 100)] == [1, 2, 8, 10]
 
