@@ -349,6 +349,7 @@ def make_dataset(
     seed: int,
     shuffle_buffer: int = 100_000,
     cache: bool | None = None,
+    reshuffle: bool = True,
 ):
     """A ``tf.data.Dataset`` of ``(x, x)`` normalized float32 batches from staged
     files (``staged_file``: a header record, then the rows).
@@ -371,6 +372,10 @@ def make_dataset(
         shuffle_buffer: rows in one shuffling window.
         cache: keep decoded rows in memory after the first pass; ``None`` caches
             when the rows take at most ``CACHE_LIMIT_BYTES``.
+        reshuffle: with ``shuffle``, a new order each pass (drawn from seeds
+            that advance with every pass started, so the orders depend on how
+            many passes were begun, prefetching included); ``False``: the same
+            seeded order every pass, however the dataset was read before.
     """
     import tensorflow as tf
 
@@ -389,7 +394,7 @@ def make_dataset(
 
     ds = tf.data.Dataset.from_tensor_slices(tf.constant(list(files), dtype=tf.string))
     if shuffle and not cache:
-        ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
+        ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=reshuffle)
         ds = ds.interleave(rows_of, cycle_length=min(4, max(len(files), 1)), block_length=1)
     else:
         ds = ds.flat_map(rows_of)
@@ -402,11 +407,11 @@ def make_dataset(
         window_rows = max(1, min(shuffle_buffer, max(n_rows, 1), SHUFFLE_WINDOW_BYTES // (4 * n_features)))
         block = min(8192, window_rows)
         if cache:
-            ds = ds.shuffle(64, seed=seed, reshuffle_each_iteration=True)
+            ds = ds.shuffle(64, seed=seed, reshuffle_each_iteration=reshuffle)
         # Equal blocks, a window of them, the window's rows permuted as a whole
         # with a seed drawn afresh each epoch.
         windows = ds.rebatch(block).ragged_batch(math.ceil(window_rows / block))
-        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=reshuffle).batch(2)
         ds = tf.data.Dataset.zip(windows, seeds).map(
             lambda w, s: tf.random.experimental.stateless_shuffle(w.merge_dims(0, 1), seed=s)
         )
@@ -477,7 +482,26 @@ def fit(
     if config.model == "pca":
         return _fit_pca(config, n_features, shape, train_ds, val_ds)
     blocks = tuple(categorical_blocks)
-    model, warmup, start = _best_start(config, n_features, shape, train_ds, val_ds, n_train, n_val, blocks)
+    # The start selection reads the rows in passes cut short (a sample for the
+    # spectral start; a repeated dataset stopped after some steps, whose
+    # prefetching may or may not have begun the next pass): with reshuffling,
+    # how many passes were begun, and so every later order, would depend on
+    # timing. It gets a dataset with one fixed order of its own, and train_ds
+    # stays unread until the training proper, so the same seed gives the same
+    # model however busy the machine is.
+    selection_ds = make_dataset(
+        train_files,
+        batch_size=config.batch_size,
+        n_rows=n_train,
+        shuffle=True,
+        shuffle_buffer=config.shuffle_buffer,
+        reshuffle=False,
+        **common,
+    )
+    model, warmup, start = _best_start(
+        config, n_features, shape, selection_ds, val_ds, n_train, n_val, blocks
+    )
+    del selection_ds  # its cached rows
     stopper = early_stopping(config.patience, config.min_improvement)
     timer = epoch_timer()
     callbacks = [
@@ -561,9 +585,10 @@ def reduce_learning_rate(patience: int, min_improvement: float, factor: float = 
 
     Keras's ``ReduceLROnPlateau`` counts an epoch as an improvement only when the
     loss falls by an absolute ``min_delta`` (1e-4 by default): a model whose
-    validation loss is near 1e-4 or below (a well-fitted model, or any model on
-    min-max scaled values) never improves by that much, so its learning rate fell
-    to the floor within about 50 epochs and training all but stopped.
+    validation loss is below 1e-4 (a well-fitted model, or most models on min-max
+    scaled values) can never improve by that much, so its learning rate was
+    halved every ``patience`` epochs down to the floor and training all but
+    stopped.
     """
     import keras
 

@@ -238,3 +238,31 @@ def test_auto_start_policy_depends_on_the_latent_width():
     assert TrainingConfig().resolved_init(4) == "spectral"
     explicit = TrainingConfig(latent_dim=8, init="spectral", n_init=4)
     assert (explicit.resolved_init(10), explicit.resolved_n_init(10)) == ("spectral", 4)
+
+
+def test_a_small_table_trains_the_same_model_twice_on_a_busy_machine():
+    """Regression: with a table of one or two batches per pass, the start
+    selection used to read the shared training dataset in passes cut short, and
+    whether prefetching had begun the next pass (drawing the next shuffle seeds)
+    depended on timing: on penguin-sized tables most seeds trained a different
+    model each run. Fits with the same seed, while busy processes compete for
+    the cores, must give the same weights bit for bit."""
+    import subprocess
+    import sys
+
+    from autoenc import Autoencoder
+
+    rng = np.random.default_rng(3)
+    centers = np.array([[0.0, 0.0, 0.0, 0.0], [4.0, -2.0, 3.0, 1.0]])
+    x = centers[rng.integers(0, 2, 180)] + rng.normal(size=(180, 4))
+    busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2)]
+    try:
+        fits = [Autoencoder(seed=1, n_init=4, epochs=30).fit(x) for _ in range(3)]
+    finally:
+        for p in busy:
+            p.kill()
+            p.wait()
+    weights = [f.model_.get_weights() for f in fits]
+    for other in weights[1:]:
+        for a, b in zip(weights[0], other, strict=True):
+            np.testing.assert_array_equal(a, b)
