@@ -468,14 +468,10 @@ def fit(
             "change --validation_fraction."
         )
     common = dict(n_features=n_features, normalizer=normalizer, seed=config.seed)
-    train_ds = make_dataset(
-        train_files,
-        batch_size=config.batch_size,
-        n_rows=n_train,
-        shuffle=True,
-        shuffle_buffer=config.shuffle_buffer,
-        **common,
+    training_rows = dict(
+        batch_size=config.batch_size, n_rows=n_train, shuffle=True, shuffle_buffer=config.shuffle_buffer
     )
+    train_ds = make_dataset(train_files, **training_rows, **common)
     val_ds = make_dataset(
         val_files, batch_size=max(config.batch_size, 4096), n_rows=n_val, shuffle=False, **common
     )
@@ -489,15 +485,7 @@ def fit(
     # timing. It gets a dataset with one fixed order of its own, and train_ds
     # stays unread until the training proper, so the same seed gives the same
     # model however busy the machine is.
-    selection_ds = make_dataset(
-        train_files,
-        batch_size=config.batch_size,
-        n_rows=n_train,
-        shuffle=True,
-        shuffle_buffer=config.shuffle_buffer,
-        reshuffle=False,
-        **common,
-    )
+    selection_ds = make_dataset(train_files, **training_rows, reshuffle=False, **common)
     model, warmup, start = _best_start(
         config, n_features, shape, selection_ds, val_ds, n_train, n_val, blocks
     )
