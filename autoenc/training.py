@@ -457,7 +457,6 @@ def fit(
     Returns:
         A ``FitResult``.
     """
-
     from autoenc.progress import TrainingProgress, progress_mode
 
     mode = progress_mode(verbose)
@@ -521,6 +520,27 @@ def fit(
     )
 
 
+class _Stall:
+    """Counts epochs since the validation loss last fell below ``(1 -
+    min_improvement)`` times the loss at the last counted improvement: the rule
+    both ``early_stopping`` and ``reduce_learning_rate`` act on. A NaN loss never
+    counts as an improvement."""
+
+    def __init__(self, min_improvement: float):
+        self.min_improvement = min_improvement
+        self.reference = math.inf
+        self.epochs = 0
+
+    def update(self, loss: float) -> int:
+        """Takes one epoch's validation loss; returns the epochs without improvement."""
+        if self.reference == math.inf or loss < self.reference * (1.0 - self.min_improvement):
+            self.reference = loss
+            self.epochs = 0
+        else:
+            self.epochs += 1
+        return self.epochs
+
+
 def early_stopping(patience: int, min_improvement: float):
     """A Keras callback: stop after ``patience`` epochs without a relative fall
     of ``min_improvement`` in validation loss; restore the best weights seen.
@@ -535,13 +555,17 @@ def early_stopping(patience: int, min_improvement: float):
         def __init__(self):
             super().__init__()
             self.patience = patience
-            self.wait = 0
+            self.stall = _Stall(min_improvement)
+
+        @property
+        def wait(self) -> int:
+            """Epochs since the last counted improvement (shown by the progress lines)."""
+            return self.stall.epochs
 
         def on_train_begin(self, logs=None):
             self.best = math.inf
             self.best_weights = None
-            self.reference = math.inf
-            self.wait = 0
+            self.stall = _Stall(min_improvement)
 
         def on_epoch_end(self, epoch, logs=None):
             loss = float((logs or {}).get("val_loss", math.nan))
@@ -551,12 +575,7 @@ def early_stopping(patience: int, min_improvement: float):
             if loss < self.best:
                 self.best = loss
                 self.best_weights = self.model.get_weights()
-            if self.reference == math.inf or loss < self.reference * (1.0 - min_improvement):
-                self.reference = loss
-                self.wait = 0
-                return
-            self.wait += 1
-            if self.wait >= patience:
+            if self.stall.update(loss) >= patience:
                 self.model.stop_training = True
 
         def on_train_end(self, logs=None):
@@ -582,23 +601,16 @@ def reduce_learning_rate(patience: int, min_improvement: float, factor: float = 
 
     class ReduceLearningRate(keras.callbacks.Callback):
         def on_train_begin(self, logs=None):
-            self.reference = math.inf
-            self.wait = 0
+            self.stall = _Stall(min_improvement)
 
         def on_epoch_end(self, epoch, logs=None):
             logs = logs if logs is not None else {}
             optimizer = self.model.optimizer
             rate = float(keras.ops.convert_to_numpy(optimizer.learning_rate))
-            loss = float(logs.get("val_loss", math.nan))
-            if self.reference == math.inf or loss < self.reference * (1.0 - min_improvement):
-                self.reference = loss
-                self.wait = 0
-            else:
-                self.wait += 1
-                if self.wait >= patience and rate > min_lr:
-                    rate = max(rate * factor, min_lr)
-                    optimizer.learning_rate = rate
-                    self.wait = 0
+            if self.stall.update(float(logs.get("val_loss", math.nan))) >= patience and rate > min_lr:
+                rate = max(rate * factor, min_lr)
+                optimizer.learning_rate = rate
+                self.stall.epochs = 0  # the next cut waits `patience` epochs more
             logs["learning_rate"] = rate
 
     return ReduceLearningRate()
