@@ -180,9 +180,10 @@ def tensorflow_only(recs, known: pa.Schema, fast, slow) -> set[int]:
     return out
 
 
-# Found by the test above: the last feature's list claims one byte more than
-# its record holds. Protocol buffers rejects the record; TensorFlow's
-# parse_example reads it, so autoenc's batch path scores what it holds.
+# Found by the test above: feature "s" declares a list one byte longer than
+# the feature holds. Protocol buffers rejects the record; TensorFlow's
+# parse_example reads it (wherever the feature is in the record), so
+# autoenc's batch path scores what it holds.
 OVERRUN = (
     b"\n:\n\x13\n\x01g\x12\x0e\x1a\x0c\n\n\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01"
     b"\n\r\n\x01f\x12\x08\x12\x06\n\x04\x00\x00\x00\x00\n\t\n\x01b\x12\x04\n\x02\n\x00"
