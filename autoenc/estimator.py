@@ -59,6 +59,9 @@ class Autoencoder(TransformerMixin, BaseEstimator):
         hidden_units: encoder layer widths, mirrored in the decoder.
         contamination: the threshold is the (1 - contamination) quantile of the
             validation rows' errors (unless ``threshold`` is given).
+        trim: share of each batch's highest-loss rows left out of the
+            gradient after a warm-up (``autoenc train --trim``), for training
+            rows that hold anomalies.
         threshold: a fixed threshold on the reconstruction error.
         shape: for one image or sequence feature given as an array of rank
             > 2 (or a list column): its shape per row (default: from the data).
@@ -106,6 +109,7 @@ class Autoencoder(TransformerMixin, BaseEstimator):
         min_improvement: float = 1e-4,
         validation_fraction: float = 0.2,
         contamination: float = 0.01,
+        trim: float = 0.0,
         threshold: float | None = None,
         loss: str = "auto",
         normalization: str = "auto",
@@ -133,6 +137,7 @@ class Autoencoder(TransformerMixin, BaseEstimator):
         self.min_improvement = min_improvement
         self.validation_fraction = validation_fraction
         self.contamination = contamination
+        self.trim = trim
         self.threshold = threshold
         self.loss = loss
         self.normalization = normalization

@@ -340,6 +340,44 @@ class ReconstructionLoss(keras.losses.Loss):
         return {**super().get_config(), "blocks": self.blocks, "width": self.width, "numeric": self.numeric}
 
 
+@keras.saving.register_keras_serializable(package="autoenc")
+class TrimmedLoss(keras.losses.Loss):
+    """A reconstruction loss with the highest-loss rows of each batch left out.
+
+    Per row, ``inner``'s loss (a Keras loss name or ``Loss``) averaged over
+    the row's values; then the ``ceil(share * rows)`` highest of the batch
+    count nothing, and the loss is the mean of the others (rows tied with the
+    last kept one are kept too). Rows the model cannot reconstruct, as
+    anomalies among the training rows are, stop pulling the model towards
+    them. ``share`` is a variable: the fit sets it (``autoenc.training``),
+    0 while the model first learns the bulk of the rows, ``trim`` after. The
+    rows left out are chosen without a gradient (a mask).
+    """
+
+    def __init__(self, inner, trim: float, name: str = "trimmed_loss", **kwargs):
+        super().__init__(name=name, **kwargs)
+        if not 0 <= float(trim) < 1:
+            raise ValueError(f"trim must be in [0, 1). Received: trim={trim!r}")
+        self.inner = keras.losses.get(inner)
+        self.trim = float(trim)
+        self.share = keras.Variable(self.trim, trainable=False, dtype="float32", name="trim_share")
+
+    def call(self, y_true, y_pred):
+        ops = keras.ops
+        inner = self.inner.call if isinstance(self.inner, keras.losses.Loss) else self.inner
+        per_row = ops.cast(inner(y_true, y_pred), "float32")
+        if len(per_row.shape) > 1:
+            per_row = ops.mean(ops.reshape(per_row, (ops.shape(per_row)[0], -1)), axis=-1)
+        rows = ops.cast(ops.shape(per_row)[0], "float32")
+        left_out = ops.minimum(ops.ceil(ops.convert_to_tensor(self.share) * rows - 1e-6), rows - 1.0)
+        cutoff = ops.take(ops.sort(per_row), ops.cast(rows - left_out - 1.0, "int32"))
+        keep = ops.stop_gradient(ops.cast(per_row <= cutoff, "float32"))
+        return per_row * keep * rows / ops.maximum(ops.sum(keep), 1.0)
+
+    def get_config(self):
+        return {**super().get_config(), "inner": keras.losses.serialize(self.inner), "trim": self.trim}
+
+
 def build_conv(
     n_features: int,
     *,

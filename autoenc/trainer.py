@@ -125,12 +125,24 @@ def train_staged(
 
     # One scorer for the three passes: its scoring function is traced once.
     scorer = Scorer(result.model, normalizer, threshold=np.inf)
-    errors, moments, latents = _errors_and_moments(
-        scorer, files["validation"], spec.model_width, seed=config.seed, latents=LATENT_QUANTILE_ROWS
-    )
+    validation = dict(files=files["validation"], n_features=spec.model_width, seed=config.seed)
+    errors, moments, latents = _errors_and_moments(scorer, **validation, latents=LATENT_QUANTILE_ROWS)
+    cutoff = None
+    if config.trim > 0 and config.model != "pca" and len(errors):
+        # The latent distribution leaves out the rows a trimmed fit leaves
+        # out: those of the validation rows' highest trim share of errors.
+        cutoff = float(np.quantile(errors, 1 - config.trim))
+        _, moments, latents = _errors_and_moments(
+            scorer, **validation, latents=LATENT_QUANTILE_ROWS, max_error=cutoff
+        )
     anomaly_errors, _, _ = _errors_and_moments(scorer, files["anomalies"], spec.model_width, seed=config.seed)
     _, train_moments, _ = _errors_and_moments(
-        scorer, files["train"], spec.model_width, max_rows=LATENT_TRAIN_ROWS, seed=config.seed
+        scorer,
+        files["train"],
+        spec.model_width,
+        max_rows=LATENT_TRAIN_ROWS,
+        seed=config.seed,
+        max_error=cutoff,
     )
     if not (np.isfinite(errors).all() and np.isfinite(result.val_loss).any()):
         raise InputError(
@@ -226,10 +238,13 @@ def choose_threshold(
     return threshold, method
 
 
-def _errors_and_moments(scorer, files, n_features, *, max_rows=None, seed=0, latents: int = 0):
+def _errors_and_moments(
+    scorer, files, n_features, *, max_rows=None, seed=0, latents: int = 0, max_error: float | None = None
+):
     """Reconstruction errors of staged rows (by ``scorer``, a ``Scorer``),
     streamed, the moments of their latent vectors (``latent_moments``
-    summed) and a uniform sample of at most ``latents`` of those vectors;
+    summed) and a uniform sample of at most ``latents`` of those vectors
+    (with ``max_error``: of the rows whose error is at most that);
     with ``max_rows`` the rows of the first chunks that hold that many. The
     errors kept are a uniform sample of at most
     ``autoenc.reservoir.MAX_ROWS`` (all of them below that), so memory does
@@ -246,9 +261,12 @@ def _errors_and_moments(scorer, files, n_features, *, max_rows=None, seed=0, lat
     for x, _ in ds:
         scores = scorer.score_normalized(x.numpy())
         kept.add(error=scores.reconstruction_error)
-        moments = _add(moments, latent_moments(scores.latent[~scores.extreme]))
+        usable = ~scores.extreme
+        if max_error is not None:
+            usable &= scores.reconstruction_error <= max_error
+        moments = _add(moments, latent_moments(scores.latent[usable]))
         if sample is not None:
-            sample.add(latent=scores.latent[~scores.extreme])
+            sample.add(latent=scores.latent[usable])
         if max_rows is not None and moments[0] >= max_rows:
             break
     latent = sample.columns().get("latent") if sample is not None else None

@@ -35,6 +35,10 @@ WARMUP_STEPS_PER_EPOCH = 400
 # The spectral start: rows sampled for the neighbourhood graph, gradient steps
 # fitting the encoder to their spectral coordinates, then gradient steps fitting
 # the decoder alone to that encoder.
+# Epochs of the final training before ``trim`` leaves rows out of the gradient:
+# until the model has learned the bulk of the rows, the highest losses of a
+# batch are not yet the rows that do not fit.
+TRIM_WARMUP_EPOCHS = 10
 SPECTRAL_SAMPLE_ROWS = 2000
 SPECTRAL_ENCODER_STEPS = 2000
 SPECTRAL_DECODER_STEPS = 1500
@@ -96,6 +100,15 @@ class TrainingConfig:
             training rows span, so a row beyond it keeps an error however
             regular its shape) or ``"auto"``: minmax for a bce loss, zscore
             otherwise. bce needs minmax; pca needs zscore.
+        trim: share of each batch's highest-loss rows left out of the
+            gradient after ``TRIM_WARMUP_EPOCHS`` epochs
+            (``autoenc.models.TrimmedLoss``), so that anomalies among the
+            training rows, which the model reconstructs worst, do not teach it
+            to reconstruct them. The validation loss (early stopping) leaves
+            out the same share from the first epoch, and the latent
+            distribution is that of the validation rows below the (1 - trim)
+            quantile of their errors. 0 trains on every row; ``pca`` (an SVD)
+            ignores it.
         sparsity: ``sparse`` only: weight of the L1 penalty on the latent.
         beta: ``vae`` only: weight of the KL term.
         init: ``"spectral"``: the first start is an encoder fitted to the spectral
@@ -125,6 +138,7 @@ class TrainingConfig:
     min_improvement: float = 1e-4
     validation_fraction: float = 0.2
     contamination: float = 0.01
+    trim: float = 0.0
     seed: int = 0
     shuffle_buffer: int = 100_000
     sparsity: float = 1e-4
@@ -161,6 +175,7 @@ class TrainingConfig:
             (0 <= self.min_improvement < 1, "min_improvement", "in [0, 1)"),
             (0 < self.validation_fraction < 1, "validation_fraction", "in (0, 1)"),
             (0 <= self.contamination < 1, "contamination", "in [0, 1)"),
+            (0 <= self.trim < 0.5, "trim", "in [0, 0.5)"),
             (self.shuffle_buffer >= 1, "shuffle_buffer", ">= 1"),
             (self.n_init is None or self.n_init >= 1, "n_init", ">= 1"),
             (self.init in INITS, "init", f"one of {', '.join(INITS)}"),
@@ -496,6 +511,8 @@ def fit(
         reduce_learning_rate(max(2, config.patience // 3), config.min_improvement),
         timer,
     ]
+    if config.trim > 0:
+        callbacks.append(trimming(TRIM_WARMUP_EPOCHS))
     if mode is not None:
         # After reduce_learning_rate, so that the epoch's logs hold the learning rate.
         callbacks.append(TrainingProgress(live=mode == "live", stopper=stopper))
@@ -692,13 +709,44 @@ def _new_model(config: TrainingConfig, n_features: int, shape, seed: int, blocks
 
 def training_loss(config: TrainingConfig, model):
     """The loss ``model`` trains with: ``config.keras_loss``, or with
-    categorical blocks in its output, ``autoenc.models.ReconstructionLoss``."""
-    from autoenc.models import ReconstructionLoss, categorical_blocks
+    categorical blocks in its output, ``autoenc.models.ReconstructionLoss``;
+    with ``config.trim``, that loss inside ``autoenc.models.TrimmedLoss``,
+    leaving out nothing until ``trimming`` says otherwise."""
+    from autoenc.models import ReconstructionLoss, TrimmedLoss, categorical_blocks
 
     blocks = categorical_blocks(model)
-    if not blocks:
-        return config.keras_loss
-    return ReconstructionLoss(blocks, model.outputs[0].shape[-1], numeric=config.resolved_loss)
+    loss = config.keras_loss
+    if blocks:
+        loss = ReconstructionLoss(blocks, model.outputs[0].shape[-1], numeric=config.resolved_loss)
+    if config.trim == 0:
+        return loss
+    trimmed = TrimmedLoss(loss, config.trim)
+    trimmed.share.assign(0.0)
+    return trimmed
+
+
+def trimming(warmup_epochs: int):
+    """A callback for a model compiled with a ``TrimmedLoss``: no row is left
+    out of the gradient for the first ``warmup_epochs`` epochs, the loss's
+    ``trim`` after; the validation loss leaves out ``trim`` throughout, so
+    early stopping compares like with like."""
+    import keras
+
+    class Trimming(keras.callbacks.Callback):
+        def _set(self, share: float) -> None:
+            self.model.loss.share.assign(share)
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.train_share = self.model.loss.trim if epoch >= warmup_epochs else 0.0
+            self._set(self.train_share)
+
+        def on_test_begin(self, logs=None):
+            self._set(self.model.loss.trim)
+
+        def on_test_end(self, logs=None):
+            self._set(self.train_share)
+
+    return Trimming()
 
 
 def _best_start(config, n_features, shape, train_ds, val_ds, n_train, n_val, blocks=()):

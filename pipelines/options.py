@@ -37,6 +37,7 @@ from autoenc.training import (
     NARROW_LATENT,
     NARROW_N_INIT,
     NORMALIZATION_CHOICES,
+    TRIM_WARMUP_EPOCHS,
     TrainingConfig,
 )
 from autoenc.validation import SPLITS
@@ -374,6 +375,17 @@ TRAIN_FLAGS = (
         type=float,
         default=DEFAULTS.validation_fraction,
         help="Share of rows held out for early stopping and the threshold.",
+    ),
+    flag(
+        "--trim",
+        topic="training",
+        commands=FIT,
+        type=float,
+        default=DEFAULTS.trim,
+        help="Share of each batch's highest-loss rows left out of the gradient "
+        f"after {TRIM_WARMUP_EPOCHS} epochs (and of the validation loss throughout), "
+        "so that anomalies among the training rows do not teach the model to "
+        "reconstruct them; 0 trains on every row. pca ignores it.",
     ),
     flag(
         "--split_by",

@@ -44,6 +44,7 @@ def stage(tmp_path, name, x, chunk=37):
         ({"learning_rate": -1.0}, "learning_rate"),
         ({"n_init": 0}, "n_init"),
         ({"contamination": 1.0}, "contamination"),
+        ({"trim": 0.5}, "trim"),
         ({"init": "pca"}, "init"),
         ({"min_improvement": 1.0}, "min_improvement"),
         ({"normalization": "robust"}, "normalization"),
@@ -266,3 +267,54 @@ def test_a_small_table_trains_the_same_model_twice_on_a_busy_machine():
     for other in weights[1:]:
         for a, b in zip(weights[0], other, strict=True):
             np.testing.assert_array_equal(a, b)
+
+
+def test_trimmed_loss_leaves_the_worst_rows_of_a_batch_out_of_the_loss_and_the_gradient():
+    import tensorflow as tf
+
+    from autoenc.models import TrimmedLoss
+
+    y_true = tf.zeros((8, 3))
+    y_pred = tf.Variable(np.array([[0.1] * 3] * 6 + [[5.0] * 3, [9.0] * 3], dtype="float32"))
+    loss = TrimmedLoss("mse", trim=0.25)  # ceil(0.25 * 8) = 2 rows left out
+    with tf.GradientTape() as tape:
+        value = loss(y_true, y_pred)
+    np.testing.assert_allclose(float(value), 0.01, rtol=1e-5)
+    gradient = tape.gradient(value, y_pred).numpy()
+    assert np.all(gradient[6:] == 0) and np.all(gradient[:6] > 0)
+    loss.share.assign(0.0)  # the warm-up: every row counts
+    np.testing.assert_allclose(float(loss(y_true, y_pred)), (6 * 0.01 + 25 + 81) / 8, rtol=1e-5)
+    clone = TrimmedLoss.from_config(loss.get_config())
+    assert clone.trim == 0.25 and float(clone(y_true, y_pred)) == pytest.approx(0.01, rel=1e-5)
+
+
+def test_trimmed_loss_of_image_rows_and_one_row_batches():
+    from autoenc.models import TrimmedLoss
+
+    y_true = np.zeros((4, 2, 2, 1), "float32")
+    y_pred = np.ones((4, 2, 2, 1), "float32") * np.array([1, 1, 1, 3], "float32")[:, None, None, None]
+    assert float(TrimmedLoss("mse", trim=0.2)(y_true, y_pred)) == pytest.approx(1.0)
+    # A batch of one row keeps it, whatever the share.
+    assert float(TrimmedLoss("mse", trim=0.4)(y_true[:1], y_pred[-1:])) == pytest.approx(9.0)
+
+
+def test_trim_keeps_a_planted_cluster_among_the_training_rows_unlearned(tmp_path, rng):
+    """Normal rows lie near a line in 4-D; 5% of the training rows are a tight
+    cluster far off it. Trained on all rows, the model learns the cluster too;
+    with trim, its error stays far above the normal rows'."""
+    z = rng.uniform(-1, 1, (1500, 1))
+    normal = np.hstack([z, 2 * z, -z, 0.5 * z]) + 0.02 * rng.normal(size=(1500, 4))
+    cluster = np.array([1.5, -1.5, 1.5, -1.5]) + 0.02 * rng.normal(size=(75, 4))
+    x = np.concatenate([normal, cluster])[rng.permutation(1575)].astype("float32")
+    ratios = {}
+    for trim in (0.0, 0.1):
+        config = TrainingConfig(
+            latent_dim=1, hidden_units=(32, 32), epochs=120, n_init=1, init="random", trim=trim
+        )
+        result, norm = fit_split(tmp_path, config, x, 1260, tag=str(trim))
+        errors = [
+            np.mean((result.model.predict(norm.transform(p), verbose=0) - norm.transform(p)) ** 2, axis=1)
+            for p in (normal[:300], cluster)
+        ]
+        ratios[trim] = np.median(errors[1]) / np.median(errors[0])
+    assert ratios[0.1] > 5 * ratios[0.0], ratios
