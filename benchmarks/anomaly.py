@@ -728,27 +728,19 @@ def run_autoenc(work, x_train, x_test, y_test, test_ids, image, seed, epochs, ex
     return error, seconds, meta
 
 
-def run_pyod(x_train, x_test, seed, epochs):
-    from pyod.models.auto_encoder import AutoEncoder
+def run_pyod(x_train, x_test, seed, epochs, kind="pyod_ae"):
+    """PyOD's torch detectors, ``pyod_ae`` (AutoEncoder) or ``pyod_vae`` (VAE):
+    a seed, no progress bars, ``epochs`` when given, defaults otherwise."""
+    if kind == "pyod_vae":
+        from pyod.models.vae import VAE as Detector
+    else:
+        from pyod.models.auto_encoder import AutoEncoder as Detector
 
     kwargs = {"random_state": seed, "verbose": 0}
     if epochs:
         kwargs["epoch_num"] = epochs
     started = time.perf_counter()
-    clf = AutoEncoder(**kwargs)
-    clf.fit(x_train)
-    score = clf.decision_function(x_test)
-    return np.asarray(score, dtype=np.float64), time.perf_counter() - started, {}
-
-
-def run_pyod_vae(x_train, x_test, seed, epochs):
-    from pyod.models.vae import VAE
-
-    kwargs = {"random_state": seed, "verbose": 0}
-    if epochs:
-        kwargs["epoch_num"] = epochs
-    started = time.perf_counter()
-    clf = VAE(**kwargs)
+    clf = Detector(**kwargs)
     clf.fit(x_train)
     score = clf.decision_function(x_test)
     return np.asarray(score, dtype=np.float64), time.perf_counter() - started, {}
@@ -865,10 +857,8 @@ def evaluate(methods, work, x_train, x_test, y_test, test_ids, image, seed, args
                     args.autoenc_src,
                     categorical,
                 )
-            elif method == "pyod_ae":
-                score, seconds, meta = run_pyod(flat_train, flat_test, seed, epochs)
-            elif method == "pyod_vae":
-                score, seconds, meta = run_pyod_vae(flat_train, flat_test, seed, epochs)
+            elif method in ("pyod_ae", "pyod_vae"):
+                score, seconds, meta = run_pyod(flat_train, flat_test, seed, epochs, method)
             elif method in ("knn", "ecod"):
                 score, seconds, meta = run_pyod_plain(method, flat_train, flat_test, image)
             elif method == "pca":
