@@ -73,7 +73,8 @@ class ArtifactMetadata:
         library_versions: versions of autoenc and its dependencies.
         created_at: ISO 8601 UTC time of creation.
         latent_distribution: the validation rows' latent mean and precision
-            (``autoenc.scoring.LatentDistribution``), for ``latent_distance``;
+            (``autoenc.scoring.LatentDistribution``), for ``latent_distance``
+            (and their mean error, for ``total_distance``);
             ``None`` in artifacts written before it existed.
         format_version: the metadata layout read (``None`` for metadata not
             read from a file: written as 2 with categorical features, else 1).
@@ -102,6 +103,12 @@ class ArtifactMetadata:
         return (
             self.latent_distribution is not None and self.latent_distribution.distance_quantiles is not None
         )
+
+    @property
+    def total_distance(self) -> bool:
+        """Whether the model scores ``total_distance`` (it keeps the mean
+        error of its validation rows)."""
+        return self.latent_distribution is not None and self.latent_distribution.error_mean is not None
 
     def to_json(self) -> str:
         d = {
@@ -541,8 +548,18 @@ def _latent_distribution(check, d: dict, latent_dim: int):
             or (np.diff(quantiles) < 0).any()
         ):
             check.fail("latent_distribution.distance_quantiles", "non-decreasing finite numbers", value)
+    error_mean = None
+    if "error_mean" in field:
+        error_mean = check.get(field, "error_mean", (int, float), where="latent_distribution.")
+        if not (math.isfinite(error_mean) and error_mean >= 0):
+            check.fail("latent_distribution.error_mean", "a finite number >= 0", error_mean)
+        error_mean = float(error_mean)
     return LatentDistribution(
-        mean=arrays["mean"], precision=arrays["precision"], rows=rows, distance_quantiles=quantiles
+        mean=arrays["mean"],
+        precision=arrays["precision"],
+        rows=rows,
+        distance_quantiles=quantiles,
+        error_mean=error_mean,
     )
 
 

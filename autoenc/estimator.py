@@ -60,7 +60,7 @@ class Autoencoder(TransformerMixin, BaseEstimator):
         contamination: the threshold is the (1 - contamination) quantile of the
             validation rows' errors (unless ``threshold`` is given).
         trim: share of each batch's highest-loss rows left out of the
-            gradient after a warm-up (``autoenc train --trim``), for training
+            gradient (``autoenc train --trim``), for training
             rows that hold anomalies.
         threshold: a fixed threshold on the reconstruction error.
         shape: for one image or sequence feature given as an array of rank

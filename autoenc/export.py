@@ -39,7 +39,10 @@ anomalous); ``anomaly_score`` float64 ``[None]`` in [0, 1]; ``is_anomaly`` bool
 validation rows' latents) when the model has a latent distribution, and
 ``combined_score`` float64 ``[None]`` in [0, 1] (the larger of the anomaly
 score and the latent distance's share of validation rows) when it has the
-validation distances' percentiles. A row
+validation distances' percentiles, and ``total_distance`` float64 ``[None]``
+(the latent distance and the error as one distance, see
+``autoenc.scoring.LatentDistribution.total_distance``) when it keeps its
+validation rows' mean error. A row
 beyond float32's range after normalization (1e300, inf, NaN), or whose
 computation overflows, is scored as ``autoenc score`` scores an extreme row:
 error and distance +inf, anomaly score 1, anomaly True, latent NaN. A model
@@ -212,6 +215,12 @@ def serving_module(artifact):
     distance_score = None
     if distribution is not None and distribution.distance_quantiles is not None:
         distance_score = _quantile_interpolation(distribution.distance_quantiles)
+    total_weight = None  # the error's weight in total_distance
+    if distribution is not None and distribution.error_mean is not None:
+        residual = max(1, meta.spec.model_width - len(distribution.mean))
+        total_weight = tf.constant(
+            residual / max(distribution.error_mean, np.finfo(np.float64).tiny), tf.float64
+        )
     if distribution is not None:
         latent_mean = tf.constant(distribution.mean, tf.float64)
         precision = tf.constant(distribution.precision, tf.float64)
@@ -253,6 +262,11 @@ def serving_module(artifact):
         out["anomaly_score"] = interpolate(error)
         if distance_score is not None:
             out["combined_score"] = tf.maximum(out["anomaly_score"], distance_score(out["latent_distance"]))
+        if total_weight is not None:
+            # As LatentDistribution.total_distance (+inf for an extreme row).
+            squared = tf.square(out["latent_distance"]) + total_weight * tf.cast(error, tf.float64)
+            infinite = tf.constant(np.inf, tf.float64)
+            out["total_distance"] = tf.sqrt(tf.where(tf.math.is_nan(squared), infinite, squared))
         out["is_anomaly"] = (error > threshold) | extreme
         return out
 
@@ -322,6 +336,8 @@ def _export_metadata(artifact, model_dir: str) -> dict:
     outputs = [n for n in OUTPUTS if n != "latent_distance" or meta.latent_distribution is not None]
     if meta.combined_score:
         outputs.append("combined_score")
+    if meta.total_distance:
+        outputs.append("total_distance")
     if meta.spec.imputation is not None:
         outputs.append("imputed_values")
     return {

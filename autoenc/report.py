@@ -99,6 +99,8 @@ def collect_sample(
             columns["latent_distance"] = scores.latent_distance
         if scores.combined_score is not None:
             columns["extra:combined"] = scores.combined_score
+        if scores.total_distance is not None:
+            columns["extra:total"] = scores.total_distance
         if with_labels:
             columns["label"] = chunk[:, -1] > 0.5
         if extra_scores is not None:

@@ -36,6 +36,7 @@ SCORE_COLUMNS = (
     "reconstruction_error",
     "anomaly_score",
     "combined_score",
+    "total_distance",
     "is_anomaly",
     "imputed_values",
     "top_features",

@@ -8,6 +8,11 @@ The two measure different things, like the SPE (Q) and Hotelling T² statistics
 of PCA process monitoring: the reconstruction error is how far a row lies off
 what the model learned, the latent distance how far out along it (a row of
 normal shape but extreme size reconstructs well and lies far out).
+``total_distance`` adds them up as a probabilistic PCA would: the squared
+latent distance plus the squared error in units of the validation rows' mean
+error, counted over the values the latent does not explain (see
+``LatentDistribution.total_distance``); one ranking that sees both kinds of
+anomaly.
 
 Example:
     >>> import numpy as np
@@ -64,6 +69,13 @@ class Scores:
             a row is as anomalous as the more unusual of how badly it
             reconstructs and where its latent vector lies (``None`` for a
             model without the validation distances' quantiles).
+        total_distance: float64 [n], ``sqrt(latent_distance**2 + max(1,
+            values - latent_dim) * reconstruction_error / error_mean)``, the validation
+            rows' mean error ``error_mean`` (see
+            ``LatentDistribution.total_distance``): the row's distance from the
+            normal rows counting both how far out along the learned surface it
+            lies and how far off it; higher = more anomalous, +inf for an
+            ``extreme`` row (``None`` for a model without ``error_mean``).
         extreme: bool [n], rows whose values are beyond what the model's
             float32 arithmetic can hold (a normalized value beyond about
             3.4e38, a non-finite input, or a computation that overflowed):
@@ -83,6 +95,7 @@ class Scores:
     latent_distance: np.ndarray | None = None
     extreme: np.ndarray | None = None
     combined_score: np.ndarray | None = None
+    total_distance: np.ndarray | None = None
 
 
 # Latent directions with less than this share of the largest latent variance
@@ -101,6 +114,11 @@ class LatentDistribution:
             covariance: directions with under ``RCOND`` times the largest
             variance (a dead latent unit) count for nothing.
         rows: how many rows the moments came from.
+        distance_quantiles: the 101 percentiles of the validation rows'
+            latent distances (``None`` in artifacts written before them).
+        error_mean: the mean reconstruction error of the rows the moments
+            came from (``None`` in artifacts written before it), the unit of
+            the error in ``total_distance``.
 
     Example:
         >>> z = np.random.default_rng(0).normal(size=(10_000, 2)) * [1.0, 10.0]
@@ -113,6 +131,7 @@ class LatentDistribution:
     precision: np.ndarray
     rows: int
     distance_quantiles: np.ndarray | None = None
+    error_mean: float | None = None
 
     @classmethod
     def from_moments(cls, rows: int, total: np.ndarray, outer: np.ndarray) -> LatentDistribution:
@@ -141,6 +160,34 @@ class LatentDistribution:
         quantiles = np.quantile(self.distance(latent), np.linspace(0.0, 1.0, QUANTILES))
         return dataclasses.replace(self, distance_quantiles=quantiles)
 
+    def total_distance(self, distance: np.ndarray, error: np.ndarray, values: int) -> np.ndarray:
+        """``sqrt(distance**2 + max(1, values - latent_dim) * error / error_mean)``:
+        a row's latent distance and its reconstruction error ``error`` (the
+        mean over the row's ``values`` model values) as one distance.
+
+        For a linear model with Gaussian rows (probabilistic PCA) its square is,
+        up to a constant, minus twice the row's log-likelihood: the latent
+        Mahalanobis distance squared (Hotelling's T²) plus the squared residual
+        (SPE) over the residual variance per value, the values the latent does
+        not explain counted ``values - latent_dim`` times. A normal row
+        scores about ``sqrt(values)``; a row of normal shape but extreme size
+        (reconstructed well, far out in the latent) and a row the model cannot
+        reconstruct (near the latent centre, a large error) both score high.
+
+        Example:
+            >>> dist = LatentDistribution(np.zeros(1), np.ones((1, 1)), rows=10, error_mean=0.5)
+            >>> dist.total_distance(np.array([0.0, 3.0, 0.0]), np.array([0.5, 0.5, 8.0]), 5).round(2).tolist()
+            [2.0, 3.61, 8.0]
+        """
+        if self.error_mean is None:
+            raise ConfigError("This latent distribution has no error_mean (written before total_distance).")
+        residual = max(1, int(values) - len(self.mean))
+        with np.errstate(over="ignore", invalid="ignore"):
+            squared = np.square(np.asarray(distance, dtype=np.float64)) + residual * np.asarray(
+                error, dtype=np.float64
+            ) / max(self.error_mean, np.finfo(np.float64).tiny)
+        return np.sqrt(np.where(np.isnan(squared), np.inf, squared))
+
     def to_dict(self) -> dict:
         return {
             "rows": self.rows,
@@ -151,6 +198,7 @@ class LatentDistribution:
                 if self.distance_quantiles is not None
                 else {}
             ),
+            **({"error_mean": self.error_mean} if self.error_mean is not None else {}),
         }
 
 
@@ -410,12 +458,14 @@ def score_fields(
     latent_distance: bool = True,
     imputed: bool = False,
     combined: bool = False,
+    total: bool = False,
 ) -> list[pa.Field]:
     """The score columns' fields, in output order (``top_features`` only when
     ``top_k``, ``error_map`` only when asked for, ``latent_distance`` unless the
     model has no latent distribution, ``combined_score`` for a model with the
-    latent distances' quantiles, ``imputed_values`` for a model that imputes
-    missing values)."""
+    latent distances' quantiles, ``total_distance`` for a model with their
+    ``error_mean``, ``imputed_values`` for a model that imputes missing
+    values)."""
     return (
         [pa.field("latent", pa.list_(pa.float32()))]
         + ([pa.field("latent_distance", pa.float64())] if latent_distance else [])
@@ -424,6 +474,7 @@ def score_fields(
             pa.field("anomaly_score", pa.float64()),
         ]
         + ([pa.field("combined_score", pa.float64())] if combined else [])
+        + ([pa.field("total_distance", pa.float64())] if total else [])
         + [pa.field("is_anomaly", pa.bool_())]
         + ([pa.field("imputed_values", pa.int32())] if imputed else [])
         + ([pa.field("top_features", pa.list_(TOP_FEATURE))] if top_k else [])
@@ -442,6 +493,8 @@ def score_columns(scores: Scores, feature_names, imputed: np.ndarray | None = No
     columns += [pa.array(scores.reconstruction_error), pa.array(scores.anomaly_score)]
     if scores.combined_score is not None:
         columns.append(pa.array(scores.combined_score))
+    if scores.total_distance is not None:
+        columns.append(pa.array(scores.total_distance))
     columns.append(pa.array(scores.is_anomaly))
     if imputed is not None:
         columns.append(pa.array(np.asarray(imputed, dtype=np.int32)))
@@ -663,12 +716,16 @@ class Scorer:
             and self.latent_distribution.distance_quantiles is not None
         ):
             combined = np.maximum(score, anomaly_score(distance, self.latent_distribution.distance_quantiles))
+        total = None
+        if distance is not None and self.latent_distribution.error_mean is not None:
+            total = self.latent_distribution.total_distance(distance, error, x.shape[1])
         return Scores(
             latent=latent,
             reconstruction_error=error,
             is_anomaly=(error > self.threshold) | extreme,
             anomaly_score=score,
             combined_score=combined,
+            total_distance=total,
             top_features=top_index,
             top_shares=top_share,
             error_map=error_map,

@@ -149,8 +149,12 @@ def train_staged(
             "Training diverged: the validation errors are not finite numbers. Check the input for "
             "extreme values (see --extreme_value_spreads) or lower --learning_rate."
         )
-    latent_distribution = LatentDistribution.from_moments(*_add(moments, train_moments)).with_quantiles(
-        latents
+    # The unit of total_distance's error: the mean of the validation errors
+    # the latent moments came from (below the trim cutoff when trimming).
+    kept = errors if cutoff is None else errors[errors <= cutoff]
+    latent_distribution = dataclasses.replace(
+        LatentDistribution.from_moments(*_add(moments, train_moments)).with_quantiles(latents),
+        error_mean=float(np.mean(kept)),
     )
     chosen, method = choose_threshold(
         threshold, config, errors, anomaly_errors, normal_rows=counts["train"] + counts["validation"]

@@ -35,10 +35,6 @@ WARMUP_STEPS_PER_EPOCH = 400
 # The spectral start: rows sampled for the neighbourhood graph, gradient steps
 # fitting the encoder to their spectral coordinates, then gradient steps fitting
 # the decoder alone to that encoder.
-# Epochs of the final training before ``trim`` leaves rows out of the gradient:
-# until the model has learned the bulk of the rows, the highest losses of a
-# batch are not yet the rows that do not fit.
-TRIM_WARMUP_EPOCHS = 10
 SPECTRAL_SAMPLE_ROWS = 2000
 SPECTRAL_ENCODER_STEPS = 2000
 SPECTRAL_DECODER_STEPS = 1500
@@ -101,11 +97,11 @@ class TrainingConfig:
             regular its shape) or ``"auto"``: minmax for a bce loss, zscore
             otherwise. bce needs minmax; pca needs zscore.
         trim: share of each batch's highest-loss rows left out of the
-            gradient after ``TRIM_WARMUP_EPOCHS`` epochs
-            (``autoenc.models.TrimmedLoss``), so that anomalies among the
-            training rows, which the model reconstructs worst, do not teach it
-            to reconstruct them. The validation loss (early stopping) leaves
-            out the same share from the first epoch, and the latent
+            gradient from the first epoch of the training proper (the start
+            selection trains on every row; ``autoenc.models.TrimmedLoss``),
+            so that anomalies among the training rows, which the model
+            reconstructs worst, do not teach it to reconstruct them. The
+            validation loss (early stopping) leaves out the same share, and the latent
             distribution is that of the validation rows below the (1 - trim)
             quantile of their errors. 0 trains on every row; ``pca`` (an SVD)
             ignores it.
@@ -512,7 +508,7 @@ def fit(
         timer,
     ]
     if config.trim > 0:
-        callbacks.append(trimming(TRIM_WARMUP_EPOCHS))
+        callbacks.append(trimming())
     if mode is not None:
         # After reduce_learning_rate, so that the epoch's logs hold the learning rate.
         callbacks.append(TrainingProgress(live=mode == "live", stopper=stopper))
@@ -725,26 +721,19 @@ def training_loss(config: TrainingConfig, model):
     return trimmed
 
 
-def trimming(warmup_epochs: int):
-    """A callback for a model compiled with a ``TrimmedLoss``: no row is left
-    out of the gradient for the first ``warmup_epochs`` epochs, the loss's
-    ``trim`` after; the validation loss leaves out ``trim`` throughout, so
-    early stopping compares like with like."""
+def trimming():
+    """A callback for a model compiled with a ``TrimmedLoss``: its ``trim``
+    share leaves rows out of the gradient and of the validation loss from the
+    first epoch of the fit it is given to (the start selection before it
+    trained on every row). Measured on the anomaly panel, trimming from the
+    first epoch beat a 10-epoch warm-up on 9 of 13 sets with anomalies among
+    the training rows: a cluster of anomalies is learned within the first
+    epochs, after which it is no longer among a batch's worst rows."""
     import keras
 
     class Trimming(keras.callbacks.Callback):
-        def _set(self, share: float) -> None:
-            self.model.loss.share.assign(share)
-
-        def on_epoch_begin(self, epoch, logs=None):
-            self.train_share = self.model.loss.trim if epoch >= warmup_epochs else 0.0
-            self._set(self.train_share)
-
-        def on_test_begin(self, logs=None):
-            self._set(self.model.loss.trim)
-
-        def on_test_end(self, logs=None):
-            self._set(self.train_share)
+        def on_train_begin(self, logs=None):
+            self.model.loss.share.assign(self.model.loss.trim)
 
     return Trimming()
 

@@ -205,6 +205,7 @@ METHOD_NAMES = {
     "autoenc": "autoenc",
     "autoenc_latent": "autoenc latent distance",
     "autoenc_combined": "autoenc combined_score",
+    "autoenc_total": "autoenc total_distance",
     "pyod_ae": "PyOD AutoEncoder",
     "pyod_vae": "PyOD VAE",
     "knn": "KNN",
@@ -213,6 +214,8 @@ METHOD_NAMES = {
     "pca": "PCA",
 }
 PYOD_METHODS = ("pyod_ae", "pyod_vae", "knn", "ecod")
+# autoenc's other score columns, each a row of its own beside its reconstruction error.
+AUTOENC_SCORES = ("autoenc_latent", "autoenc_combined", "autoenc_total")
 SETTINGS = ("clean", "contaminated")
 PCA_VARIANCE = 0.9  # the pca method keeps the fewest components explaining this share
 QUICK_EPOCHS = 5
@@ -697,7 +700,7 @@ def run_autoenc(work, x_train, x_test, y_test, test_ids, image, seed, epochs, ex
     seconds = time.perf_counter() - started
 
     files = sorted(glob.glob(os.path.join(out_dir, "scores", "*.parquet")))
-    wanted = ["id", "label", "reconstruction_error", "latent_distance", "combined_score"]
+    wanted = ["id", "label", "reconstruction_error", "latent_distance", "combined_score", "total_distance"]
     scores = pa.concat_tables(
         [pq.read_table(f, columns=[c for c in wanted if c in pq.read_schema(f).names]) for f in files]
     )
@@ -717,8 +720,9 @@ def run_autoenc(work, x_train, x_test, y_test, test_ids, image, seed, epochs, ex
     meta = {}
     if "latent_distance" in scores.column_names:  # autoenc before it had none
         meta["latent_distance"] = scores["latent_distance"].to_numpy()[order][position]
-    if "combined_score" in scores.column_names:  # autoenc before it had none
-        meta["combined_score"] = scores["combined_score"].to_numpy()[order][position]
+    for column in ("combined_score", "total_distance"):  # autoenc before them had none
+        if column in scores.column_names:
+            meta[column] = scores[column].to_numpy()[order][position]
     with open(os.path.join(work, "train.log")) as f:
         trained = re.search(r"best epoch (\d+) of (\d+)", f.read())
     if trained:
@@ -874,7 +878,13 @@ def evaluate(methods, work, x_train, x_test, y_test, test_ids, image, seed, args
         # autoenc's score run also gives the latent distance: a second autoenc row.
         latent = meta.pop("latent_distance", None)
         combined = meta.pop("combined_score", None)
-        for name, values in ((method, score), ("autoenc_latent", latent), ("autoenc_combined", combined)):
+        total = meta.pop("total_distance", None)
+        for name, values in (
+            (method, score),
+            ("autoenc_latent", latent),
+            ("autoenc_combined", combined),
+            ("autoenc_total", total),
+        ):
             if values is None:
                 continue
             result[name] = dict(
@@ -967,9 +977,9 @@ def _verdict_line(dataset: str, what: str, v: dict, method: str = "autoenc") -> 
 
 
 def verdicts_of(figures: dict, how: str) -> dict:
-    """``verdict`` of autoenc's reconstruction error, and of its latent distance when measured."""
+    """``verdict`` of autoenc's reconstruction error, and of its other scores when measured."""
     out = {"autoenc": verdict(figures, how)}
-    for extra in ("autoenc_latent", "autoenc_combined"):
+    for extra in AUTOENC_SCORES:
         if figures.get(extra):
             out[extra] = verdict(figures, how, extra)
     return out
@@ -1181,9 +1191,7 @@ def main(argv=None) -> int:
             )
             print(f"anomaly: {notes[-1]}", file=sys.stderr)
     # The figures shown: the methods run, autoenc's latent distance beside autoenc.
-    shown = [
-        x for m in methods for x in ((m, "autoenc_latent", "autoenc_combined") if m == "autoenc" else (m,))
-    ]
+    shown = [x for m in methods for x in ((m, *AUTOENC_SCORES) if m == "autoenc" else (m,))]
 
     out = args.out or tempfile.mkdtemp(prefix="autoenc-anomaly-")
     os.makedirs(out, exist_ok=True)
@@ -1286,17 +1294,19 @@ def main(argv=None) -> int:
         for setting in settings:
             summary = panel_summary(tabular_figures[setting], methods, tabular_skipped)
             summary["spread"] = seed_spread(tabular_figures[setting], methods)
-            # The same ranks and verdicts with autoenc's combined_score in place
+            # The same ranks and verdicts with another autoenc score in place
             # of its reconstruction error (the lever a default change would pull).
             sets = tabular_figures[setting]
-            if any(f.get("autoenc_combined") for f in sets.values()):
-                combined = panel_summary(
-                    {n: {**f, "autoenc": f.get("autoenc_combined")} for n, f in sets.items()},
-                    methods,
-                    tabular_skipped,
-                )
-                summary["with_combined_score"] = combined
-                summary["lines"] += [f"with combined_score: {line}" for line in combined["lines"]]
+            for extra, column in (
+                ("autoenc_combined", "combined_score"),
+                ("autoenc_total", "total_distance"),
+            ):
+                if any(f.get(extra) for f in sets.values()):
+                    other = panel_summary(
+                        {n: {**f, "autoenc": f.get(extra)} for n, f in sets.items()}, methods, tabular_skipped
+                    )
+                    summary[f"with_{column}"] = other
+                    summary["lines"] += [f"with {column}: {line}" for line in other["lines"]]
             summary["lines"] = [f"{setting}: {line}" for line in summary["lines"]]
             summaries[setting] = summary
         report["panel"] = summaries

@@ -14,7 +14,8 @@ Output under ``--output``:
   matrix at the threshold (the model's; the others flag as many rows), the
   row counts and the model version. Methods: ``autoenc`` (the reconstruction
   error), ``combined`` (the model's ``combined_score``, when it has the
-  validation latent distances' percentiles), ``latent_distance`` (the model's
+  validation latent distances' percentiles), ``total_distance`` (the
+  model's, when it keeps its validation rows' mean error), ``latent_distance`` (the model's
   latent distance, when the model has a latent distribution), ``pca``,
   ``isolation_forest``;
 * ``report.html``: a self-contained report (curves, histograms, latent space,
@@ -353,6 +354,8 @@ def score_methods(job: EvaluateJob, staged: Staged, pca, forest) -> Scored:
     columns = {"autoenc": sample.errors}
     if "combined" in sample.extra:
         columns["combined"] = sample.extra["combined"]
+    if "total" in sample.extra:
+        columns["total_distance"] = sample.extra["total"]
     if sample.latent_distances is not None:
         columns["latent_distance"] = sample.latent_distances
     for name in ("pca", "isolation_forest"):

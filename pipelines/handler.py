@@ -62,6 +62,9 @@ class RowScores:
         combined_score: in [0, 1], the larger of ``anomaly_score`` and the
             share of validation rows with a smaller latent distance (``None``
             for models trained before it existed).
+        total_distance: the latent distance and the reconstruction error as
+            one distance (``autoenc.scoring.Scores``; ``None`` for models
+            trained before it existed).
     """
 
     latent: np.ndarray
@@ -71,6 +74,7 @@ class RowScores:
     latent_distance: float | None = None
     imputed_values: int | None = None
     combined_score: float | None = None
+    total_distance: float | None = None
 
     def __float__(self) -> float:
         # apache_beam.ml.anomaly's OfflineDetector.score_prediction_adapter
@@ -207,6 +211,7 @@ class AutoencoderModelHandler(ModelHandler):
                         latent_distance=scores.latent_distance is not None,
                         imputed=imputed is not None,
                         combined=scores.combined_score is not None,
+                        total=scores.total_distance is not None,
                     )
                 ),
             )
@@ -307,6 +312,7 @@ def _row_scores(scores, i: int, imputed: np.ndarray | None = None) -> RowScores:
         latent_distance=None if scores.latent_distance is None else float(scores.latent_distance[i]),
         imputed_values=None if imputed is None else int(imputed[i]),
         combined_score=None if scores.combined_score is None else float(scores.combined_score[i]),
+        total_distance=None if scores.total_distance is None else float(scores.total_distance[i]),
     )
 
 

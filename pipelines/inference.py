@@ -77,6 +77,8 @@ class ScoringSetup:
             (``metadata.json``'s ``input.categorical``), for the drift guard.
         combined: whether the ``combined_score`` column is written (a model
             with its validation rows' latent-distance percentiles).
+        total: whether the ``total_distance`` column is written (a model with
+            its validation rows' mean error).
     """
 
     model_dir: str
@@ -90,6 +92,7 @@ class ScoringSetup:
     latent_distance: bool = True
     categorical: dict | None = None
     combined: bool = False
+    total: bool = False
 
     def fields(self) -> list[pa.Field]:
         """The score columns' fields."""
@@ -99,6 +102,7 @@ class ScoringSetup:
             latent_distance=self.latent_distance,
             imputed=self.spec.imputation is not None,
             combined=self.combined,
+            total=self.total,
         )
 
 
@@ -166,6 +170,7 @@ def scoring_setup(
         latent_distance=artifact.metadata.latent_distribution is not None,
         categorical=artifact.metadata.input.get("categorical"),
         combined=artifact.metadata.combined_score,
+        total=artifact.metadata.total_distance,
     )
 
 

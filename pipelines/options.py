@@ -37,7 +37,6 @@ from autoenc.training import (
     NARROW_LATENT,
     NARROW_N_INIT,
     NORMALIZATION_CHOICES,
-    TRIM_WARMUP_EPOCHS,
     TrainingConfig,
 )
 from autoenc.validation import SPLITS
@@ -383,7 +382,7 @@ TRAIN_FLAGS = (
         type=float,
         default=DEFAULTS.trim,
         help="Share of each batch's highest-loss rows left out of the gradient "
-        f"after {TRIM_WARMUP_EPOCHS} epochs (and of the validation loss throughout), "
+        "and of the validation loss, from the first epoch after the start selection, "
         "so that anomalies among the training rows do not teach the model to "
         "reconstruct them; 0 trains on every row. pca ignores it.",
     ),

@@ -44,6 +44,7 @@ OUTPUTS = (
     "reconstruction_error",
     "anomaly_score",
     "combined_score",
+    "total_distance",
     "is_anomaly",
 )
 IMAGE = (8, 8, 1)

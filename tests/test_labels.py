@@ -130,7 +130,14 @@ def test_evaluate_reports_the_model_beside_pca_and_isolation_forest(labeled_mode
     # The baselines were fitted on the model's own training rows (all of them: fewer than --baseline_rows).
     assert counts["baseline"] == meta.rows["train"]
     assert result["label_column"] == "label" and result["threshold"]["method"] == "best_f1"
-    assert set(result["methods"]) == {"autoenc", "combined", "latent_distance", "pca", "isolation_forest"}
+    assert set(result["methods"]) == {
+        "autoenc",
+        "combined",
+        "total_distance",
+        "latent_distance",
+        "pca",
+        "isolation_forest",
+    }
     for name, m in result["methods"].items():
         assert sum(m["confusion"].values()) == 1050, name
         assert m["confusion"]["tp"] + m["confusion"]["fn"] == 50
@@ -141,8 +148,10 @@ def test_evaluate_reports_the_model_beside_pca_and_isolation_forest(labeled_mode
     assert model["roc_auc"] > 0.97 and model["precision_at_k"] > 0.8
     # The others flag as many rows as the model's threshold does.
     flagged = model["confusion"]["tp"] + model["confusion"]["fp"]
-    for name in ("latent_distance", "pca", "isolation_forest"):
+    for name in ("latent_distance", "total_distance", "pca", "isolation_forest"):
         assert abs(result["methods"][name]["flagged"] - flagged) <= 2
+    # total_distance sees the planted rows off the curve as the error does.
+    assert result["methods"]["total_distance"]["roc_auc"] > 0.95
     # combined_score saturates at 1 (beyond every validation row): its ties
     # allow only the nearest volume (53 for 49 when this was written).
     assert abs(result["methods"]["combined"]["flagged"] - flagged) <= 10
@@ -217,7 +226,7 @@ def test_training_and_evaluation_reports_render_in_a_real_browser(labeled_model_
         assert "Originals" not in page.text
     assert trained.images == 3 and "best_f1" in trained.text and "labeled anomalous" in trained.text
     assert evaluated.images == 4 and "ROC and precision-recall curves" in evaluated.text
-    for method in ("autoenc", "combined", "latent_distance", "pca", "isolation_forest"):
+    for method in ("autoenc", "combined", "total_distance", "latent_distance", "pca", "isolation_forest"):
         assert method in evaluated.text
     # The report's table shows the figures of evaluation.json.
     figures = json.loads((tmp_path / "out" / "evaluation.json").read_text())["methods"]

@@ -1,6 +1,8 @@
 """latent_distance: the Mahalanobis distance of a row's latent vector from the
 normal rows' latents, beside the reconstruction error."""
 
+from dataclasses import replace
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -113,6 +115,15 @@ def test_latent_distance_finds_extreme_rows_that_reconstruct_well(tmp_path, rng,
     assert len(quantiles) == 101 and (np.diff(quantiles) >= 0).all()
     # The validation rows' median distance is their 50th percentile.
     assert 0.9 < quantiles[50] < 1.5
+    # total_distance: both parts in one distance, so it ranks both kinds
+    # without a percentile's ceiling; a normal row scores about sqrt(8 values).
+    # (A fifth of the "far" rows lie within the normal rows' latent range, and
+    # the residual's spread blurs the rest a little: below the distance's AUC.)
+    total = scores["total_distance"].to_numpy()
+    assert auc(total, "far") > 0.85 and auc(total, "off") > 0.95
+    assert 2.0 < np.median(total[normal]) < 4.0
+    assert (total >= distance).all()
+    assert meta.latent_distribution.error_mean == pytest.approx(np.mean(error[normal]), rel=0.5)
 
 
 def test_combined_score_of_an_extreme_row_is_1_and_old_artifacts_have_none(rng):
@@ -133,8 +144,30 @@ def test_combined_score_of_an_extreme_row_is_1_and_old_artifacts_have_none(rng):
     )
     scores = with_q.score(np.array([[0.0, 0.0, 0.0], [1e300, 0.0, 0.0], [np.inf, 0.0, 0.0]]))
     assert scores.combined_score[1:].tolist() == [1.0, 1.0] and scores.extreme[1:].all()
+    assert scores.total_distance is None  # a distribution without error_mean (an older artifact)
     without = Scorer(model, normal, 1.0, quantiles, latent_distribution=distribution)
     assert without.score(np.zeros((2, 3))).combined_score is None
+    with_mean = Scorer(
+        model, normal, 1.0, quantiles, latent_distribution=replace(distribution, error_mean=0.1)
+    )
+    total = with_mean.score(np.array([[0.0, 0.0, 0.0], [1e300, 0.0, 0.0], [np.nan, 0.0, 0.0]])).total_distance
+    assert np.isfinite(total[0]) and total[1:].tolist() == [np.inf, np.inf]
+
+
+def test_an_artifact_keeps_the_error_mean_and_refuses_a_bad_one(tmp_path, rng):
+    import json
+
+    pq.write_table(table(plane_rows(rng, 600), "train"), tmp_path / "train.parquet")
+    pq.write_table(table(plane_rows(rng, 50), "test"), tmp_path / "test.parquet")
+    artifact, scores = train_and_score(tmp_path, "pca", "pca")
+    assert artifact.metadata.latent_distribution.error_mean > 0
+    assert "total_distance" in scores.column_names
+    [metadata] = list((tmp_path / "model-pca").glob("*/metadata.json"))
+    d = json.loads(metadata.read_text())
+    d["latent_distribution"]["error_mean"] = -1.0
+    metadata.write_text(json.dumps(d))
+    with pytest.raises(Exception, match="latent_distribution.error_mean"):
+        load_artifact(str(tmp_path / "model-pca"))
 
 
 def test_minmax_normalization_keeps_an_error_for_rows_beyond_the_training_range(tmp_path, rng):
