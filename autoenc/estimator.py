@@ -424,7 +424,7 @@ class Autoencoder(TransformerMixin, BaseEstimator):
         """The rows' full scores (an ``autoenc.scoring.Scores``, with every
         column ``autoenc score`` writes: latent, reconstruction_error,
         anomaly_score, is_anomaly, top_features, latent_distance, extreme,
-        combined_score)."""
+        combined_score, total_distance)."""
         return self._check_X_scores(X)
 
     def score(self, X, y=None) -> float:
