@@ -78,6 +78,7 @@ def test_score_parquet_end_to_end(tiny_model_dir, tmp_path):
         "reconstruction_error",
         "anomaly_score",
         "combined_score",
+        "total_distance",
         "is_anomaly",
         "top_features",
     ]
@@ -149,6 +150,7 @@ def test_passthrough_keeps_every_input_column(tiny_model_dir, tmp_path):
         "reconstruction_error",
         "anomaly_score",
         "combined_score",
+        "total_distance",
         "is_anomaly",
         "top_features",
     ]
