@@ -252,10 +252,8 @@ def child_plain(args) -> None:
     for i, path in enumerate(sorted(glob.glob(args.input))):
         pf = pq.ParquetFile(path)
         keep = pf.schema_arrow.names if args.passthrough else list(spec.key_columns)
-        combined = art.metadata.combined_score
-        schema = pa.schema(
-            [pf.schema_arrow.field(n) for n in keep] + score_fields(top_k=top_k, combined=combined)
-        )
+        extra = dict(combined=art.metadata.combined_score, total=art.metadata.total_distance)
+        schema = pa.schema([pf.schema_arrow.field(n) for n in keep] + score_fields(top_k=top_k, **extra))
         # The rule of pipelines.io.dictionary_columns (not imported: (a) stays Beam-free).
         not_float = [f.name for f in schema if not pa.types.is_floating(f.type) and f.name != "latent"]
         with pq.ParquetWriter(
@@ -354,9 +352,9 @@ def child_beam_api(args) -> None:
     spec = art.metadata.spec
     keep = list(spec.key_columns)
     schema = pq.read_schema(sorted(glob.glob(args.input))[0])
-    combined = art.metadata.combined_score
+    extra = dict(combined=art.metadata.combined_score, total=art.metadata.total_distance)
     out_schema = pa.schema(
-        [schema.field(n) for n in keep] + score_fields(top_k=min(3, spec.n_features), combined=combined)
+        [schema.field(n) for n in keep] + score_fields(top_k=min(3, spec.n_features), **extra)
     )
     os.makedirs(args.output, exist_ok=True)
 
