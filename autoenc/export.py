@@ -216,11 +216,8 @@ def serving_module(artifact):
     if distribution is not None and distribution.distance_quantiles is not None:
         distance_score = _quantile_interpolation(distribution.distance_quantiles)
     total_weight = None  # the error's weight in total_distance
-    if distribution is not None and distribution.error_mean is not None:
-        residual = max(1, meta.spec.model_width - len(distribution.mean))
-        total_weight = tf.constant(
-            residual / max(distribution.error_mean, np.finfo(np.float64).tiny), tf.float64
-        )
+    if meta.total_distance:
+        total_weight = tf.constant(distribution.error_weight(meta.spec.model_width), tf.float64)
     if distribution is not None:
         latent_mean = tf.constant(distribution.mean, tf.float64)
         precision = tf.constant(distribution.precision, tf.float64)

@@ -179,14 +179,18 @@ class LatentDistribution:
             >>> dist.total_distance(np.array([0.0, 3.0, 0.0]), np.array([0.5, 0.5, 8.0]), 5).round(2).tolist()
             [2.0, 3.61, 8.0]
         """
+        with np.errstate(over="ignore", invalid="ignore"):
+            squared = np.square(np.asarray(distance, dtype=np.float64)) + self.error_weight(
+                values
+            ) * np.asarray(error, dtype=np.float64)
+        return np.sqrt(np.where(np.isnan(squared), np.inf, squared))
+
+    def error_weight(self, values: int) -> float:
+        """The reconstruction error's weight in ``total_distance`` for rows of
+        ``values`` model values: ``max(1, values - latent_dim) / error_mean``."""
         if self.error_mean is None:
             raise ConfigError("This latent distribution has no error_mean (written before total_distance).")
-        residual = max(1, int(values) - len(self.mean))
-        with np.errstate(over="ignore", invalid="ignore"):
-            squared = np.square(np.asarray(distance, dtype=np.float64)) + residual * np.asarray(
-                error, dtype=np.float64
-            ) / max(self.error_mean, np.finfo(np.float64).tiny)
-        return np.sqrt(np.where(np.isnan(squared), np.inf, squared))
+        return max(1, int(values) - len(self.mean)) / max(self.error_mean, np.finfo(np.float64).tiny)
 
     def to_dict(self) -> dict:
         return {

@@ -214,8 +214,13 @@ METHOD_NAMES = {
     "pca": "PCA",
 }
 PYOD_METHODS = ("pyod_ae", "pyod_vae", "knn", "ecod")
-# autoenc's other score columns, each a row of its own beside its reconstruction error.
-AUTOENC_SCORES = ("autoenc_latent", "autoenc_combined", "autoenc_total")
+# autoenc's other score columns, each a row of its own beside its reconstruction
+# error: row name -> the column of autoenc score's output it reads.
+AUTOENC_SCORES = {
+    "autoenc_latent": "latent_distance",
+    "autoenc_combined": "combined_score",
+    "autoenc_total": "total_distance",
+}
 SETTINGS = ("clean", "contaminated")
 PCA_VARIANCE = 0.9  # the pca method keeps the fewest components explaining this share
 QUICK_EPOCHS = 5
@@ -700,7 +705,7 @@ def run_autoenc(work, x_train, x_test, y_test, test_ids, image, seed, epochs, ex
     seconds = time.perf_counter() - started
 
     files = sorted(glob.glob(os.path.join(out_dir, "scores", "*.parquet")))
-    wanted = ["id", "label", "reconstruction_error", "latent_distance", "combined_score", "total_distance"]
+    wanted = ["id", "label", "reconstruction_error", *AUTOENC_SCORES.values()]
     scores = pa.concat_tables(
         [pq.read_table(f, columns=[c for c in wanted if c in pq.read_schema(f).names]) for f in files]
     )
@@ -718,9 +723,7 @@ def run_autoenc(work, x_train, x_test, y_test, test_ids, image, seed, epochs, ex
     assert np.array_equal(label, y_test), "passed-through labels do not match"
     assert np.all(np.isfinite(error)), "non-finite reconstruction errors"
     meta = {}
-    if "latent_distance" in scores.column_names:  # autoenc before it had none
-        meta["latent_distance"] = scores["latent_distance"].to_numpy()[order][position]
-    for column in ("combined_score", "total_distance"):  # autoenc before them had none
+    for column in AUTOENC_SCORES.values():  # autoenc before them had none
         if column in scores.column_names:
             meta[column] = scores[column].to_numpy()[order][position]
     with open(os.path.join(work, "train.log")) as f:
@@ -875,16 +878,9 @@ def evaluate(methods, work, x_train, x_test, y_test, test_ids, image, seed, args
             print(f"anomaly: {method} failed: {exc}", file=sys.stderr, flush=True)
             result[method] = {"failed": str(exc)[-2000:]}
             continue
-        # autoenc's score run also gives the latent distance: a second autoenc row.
-        latent = meta.pop("latent_distance", None)
-        combined = meta.pop("combined_score", None)
-        total = meta.pop("total_distance", None)
-        for name, values in (
-            (method, score),
-            ("autoenc_latent", latent),
-            ("autoenc_combined", combined),
-            ("autoenc_total", total),
-        ):
+        # autoenc's score run also gives its other score columns: an autoenc row each.
+        others = [(name, meta.pop(column, None)) for name, column in AUTOENC_SCORES.items()]
+        for name, values in ((method, score), *others):
             if values is None:
                 continue
             result[name] = dict(
@@ -1190,7 +1186,7 @@ def main(argv=None) -> int:
                 "(pip install -r benchmarks/requirements-pyod.txt)."
             )
             print(f"anomaly: {notes[-1]}", file=sys.stderr)
-    # The figures shown: the methods run, autoenc's latent distance beside autoenc.
+    # The figures shown: the methods run, autoenc's other scores beside autoenc.
     shown = [x for m in methods for x in ((m, *AUTOENC_SCORES) if m == "autoenc" else (m,))]
 
     out = args.out or tempfile.mkdtemp(prefix="autoenc-anomaly-")
@@ -1297,10 +1293,8 @@ def main(argv=None) -> int:
             # The same ranks and verdicts with another autoenc score in place
             # of its reconstruction error (the lever a default change would pull).
             sets = tabular_figures[setting]
-            for extra, column in (
-                ("autoenc_combined", "combined_score"),
-                ("autoenc_total", "total_distance"),
-            ):
+            for extra in ("autoenc_combined", "autoenc_total"):
+                column = AUTOENC_SCORES[extra]
                 if any(f.get(extra) for f in sets.values()):
                     other = panel_summary(
                         {n: {**f, "autoenc": f.get(extra)} for n, f in sets.items()}, methods, tabular_skipped
